@@ -1,0 +1,112 @@
+"""A small verl-style registry that turns reward specs from recipes into TRL reward functions.
+
+A spec is a registered name (``"reasonrank"``) or a dotted path (``"pkg.module:function"`` or
+``"pkg.module.function"``), optionally with factory arguments::
+
+    rewards:
+      - reasonrank                        # registered name, default arguments
+      - {name: reasonrank, phi: 0.2}      # factory arguments bound to the function
+      - my_pkg.my_rewards:length_penalty  # any importable function
+
+Reward weights are not handled here: pass them to TRL through ``GRPOConfig.reward_weights``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+RewardFn = Callable[..., list[float]]
+
+_REGISTRY: dict[str, RewardFn] = {}
+
+
+def register_reward(name: str) -> Callable[[RewardFn], RewardFn]:
+    """Decorator registering a reward under ``name``; reusing a name for another function is an error."""
+
+    def decorator(fn: RewardFn) -> RewardFn:
+        if _REGISTRY.get(name, fn) is not fn:
+            raise ValueError(f"reward name {name!r} is taken by {_REGISTRY[name].__qualname__}")
+        _REGISTRY[name] = fn
+        fn.reward_name = name  # type: ignore[attr-defined]
+        return fn
+
+    return decorator
+
+
+def available_rewards() -> list[str]:
+    """Sorted names of the registered rewards."""
+    return sorted(_REGISTRY)
+
+
+def get_reward(spec: str, **kwargs: Any) -> RewardFn:
+    """Resolve ``spec`` to a reward function with ``kwargs`` bound as its factory (config) arguments.
+
+    The returned callable has ``__name__`` = the registered name (or the function's own name for a dotted
+    path), which TRL uses to log ``rewards/<__name__>/mean``. Any named parameter after ``completions`` may
+    be bound. TRL passes every dataset column as a keyword argument, so a column named like a bound argument
+    or a keyword-only (config) parameter would silently change the config: that raises ValueError instead.
+    """
+    fn = _lookup(spec)
+    name = getattr(fn, "reward_name", getattr(fn, "__name__", spec))
+    accepted = _parameters(fn, inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        accepted_text = ", ".join(accepted) or "none"
+        raise ValueError(
+            f"reward {name!r} got unknown argument(s) {', '.join(unknown)}; accepted: {accepted_text}"
+        )
+    guarded = set(kwargs) | set(_parameters(fn, inspect.Parameter.KEYWORD_ONLY))
+
+    def reward(completions: list[Any], **columns: Any) -> list[float]:
+        clashes = sorted(set(columns) & guarded)
+        if clashes:
+            raise ValueError(
+                f"dataset column(s) {', '.join(clashes)} clash with arguments of reward {name!r}"
+            )
+        return fn(completions, **columns, **kwargs)
+
+    reward.__name__ = reward.__qualname__ = name
+    reward.__doc__ = fn.__doc__
+    return reward
+
+
+def resolve_rewards(specs: list[str | Mapping[str, Any]]) -> list[RewardFn]:
+    """Resolve a recipe's reward list; each entry is a spec string or ``{"name": spec, **factory_args}``."""
+    resolved = []
+    for entry in specs:
+        if isinstance(entry, str):
+            resolved.append(get_reward(entry))
+        elif isinstance(entry, Mapping) and isinstance(entry.get("name"), str):
+            kwargs = {key: value for key, value in entry.items() if key != "name"}
+            resolved.append(get_reward(entry["name"], **kwargs))
+        else:
+            raise TypeError(f"reward entry must be a name or a mapping with a 'name' key, got {entry!r}")
+    return resolved
+
+
+def _lookup(spec: str) -> RewardFn:
+    if spec in _REGISTRY:
+        return _REGISTRY[spec]
+    if ":" not in spec and "." not in spec:
+        known = available_rewards()
+        close = difflib.get_close_matches(spec, known, n=1)
+        hint = f"; closest match: {close[0]!r}" if close else ""
+        raise ValueError(f"unknown reward {spec!r}; known rewards: {', '.join(known)}{hint}")
+    module_name, _, attr = spec.rpartition(":") if ":" in spec else spec.rpartition(".")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise ValueError(f"cannot import reward {spec!r}: {error}") from None
+    if not callable(fn):
+        raise TypeError(f"reward {spec!r} is not callable")
+    return fn
+
+
+def _parameters(fn: RewardFn, *kinds: Any) -> list[str]:
+    """Names of ``fn``'s parameters of the given kinds, skipping the first one (``completions``)."""
+    parameters = list(inspect.signature(fn).parameters.values())[1:]
+    return [p.name for p in parameters if p.kind in kinds]

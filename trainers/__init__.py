@@ -1,0 +1,1 @@
+"""rankrl trainers: SFT and GRPO entry points, configs, CLI, evaluation."""

@@ -1,0 +1,64 @@
+"""Loading the policy and its tokenizer from ``model_name_or_path``: a Hub id or a local checkpoint.
+
+One path for everything: the tiny model of tests and ``--smoke`` runs, a full checkpoint and a PEFT
+adapter folder all load here, so what a test covers is what a user runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from trl import ModelConfig
+
+_LOCAL_PREFIXES = ("/", "./", "../", "~")
+
+
+class ModelLoadError(OSError):
+    """A model or tokenizer that cannot be loaded; the message is one line."""
+
+
+def check_model_path(model_name_or_path: str | None) -> str:
+    """Reject a missing ``model_name_or_path`` or a local path that does not exist, in one line."""
+    if not model_name_or_path:
+        raise ModelLoadError("model_name_or_path is not set: name a Hub model id or a local checkpoint folder")
+    path = Path(model_name_or_path).expanduser()
+    looks_local = model_name_or_path.startswith(_LOCAL_PREFIXES) or model_name_or_path.count("/") > 1
+    if looks_local and not path.exists():
+        raise ModelLoadError(f"model_name_or_path {model_name_or_path!r}: no such local checkpoint folder")
+    return str(path) if path.exists() else model_name_or_path
+
+
+def _is_adapter(path: str) -> bool:
+    return (Path(path) / "adapter_config.json").is_file()
+
+
+def load_tokenizer(model_args: ModelConfig) -> PreTrainedTokenizerBase:
+    """Tokenizer for the policy, with a pad token and left padding for batched generation."""
+    path = check_model_path(model_args.model_name_or_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, revision=model_args.model_revision)
+    except OSError as error:
+        raise ModelLoadError(f"tokenizer {path!r}: {str(error).splitlines()[0]}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def load_model(model_args: ModelConfig) -> PreTrainedModel:
+    """Causal LM from a Hub id, a checkpoint or a PEFT adapter folder (merged onto its base model)."""
+    path = check_model_path(model_args.model_name_or_path)
+    dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
+    kwargs = dict(revision=model_args.model_revision, dtype=dtype or "auto")
+    if model_args.attn_implementation:
+        kwargs["attn_implementation"] = model_args.attn_implementation
+    try:
+        if _is_adapter(path):
+            from peft import AutoPeftModelForCausalLM
+
+            return AutoPeftModelForCausalLM.from_pretrained(path, **kwargs).merge_and_unload()
+        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except OSError as error:
+        raise ModelLoadError(f"model {path!r}: {str(error).splitlines()[0]}") from None

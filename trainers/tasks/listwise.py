@@ -1,0 +1,96 @@
+"""Listwise reranking in ReasonRank's format (papers.md §1a).
+
+The model sees numbered passages ``[1]..[n]`` between a prefix and a suffix that both name the query, and
+answers ``<think>...</think><answer>[3] > [1] > ...</answer>``. Prompts are built from ranking examples
+(``trainers.data``); the SFT target comes from the teacher order when there is one, else from the labels;
+inference parses the answer leniently so every query gets a full permutation of its candidates.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rewards.parsers import parse_permutation, parse_think_answer
+
+SYSTEM_PROMPT = (
+    "You are RankLLM, an intelligent assistant that can rank passages based on their relevance to the query. "
+    "Given a query and a passage list, you first thinks about the reasoning process in the mind and then "
+    "provides the answer (i.e., the reranked passage list). The reasoning process and answer are enclosed "
+    "within <think> </think> and <answer> </answer> tags, respectively, i.e., <think> reasoning process here "
+    "</think> <answer> answer here </answer>."
+)
+PREFIX_TEMPLATE = (
+    "I will provide you with {num} passages, each indicated by a numerical identifier []. "
+    "Rank the passages based on their relevance to the search query: {query}."
+)
+SUFFIX_TEMPLATE = (
+    "Search Query: {query}.\nRank the {num} passages above based on their relevance to the search query. "
+    "All the passages should be included and listed using identifiers, in descending order of relevance. "
+    "The format of the answer should be [] > [], e.g., [2] > [1]."
+)
+_BRACKETED_NUMBER = re.compile(r"\[(\d+)\]")
+
+
+def _escape_ids(text: str) -> str:
+    """Rewrite ``[n]`` inside passages or queries to ``(n)`` so it cannot be read as a passage identifier."""
+    return _BRACKETED_NUMBER.sub(r"(\1)", " ".join(text.split()))
+
+
+@dataclass(frozen=True)
+class ListwiseTask:
+    """Prompt builder, SFT target and inference parser for listwise reranking."""
+
+    use_system_prompt: bool = True
+    max_passage_words: int = 300
+
+    name = "listwise"
+
+    def user_message(self, query: str, passages: Sequence[str]) -> str:
+        """ReasonRank's user turn: prefix, one ``[i] passage`` line per candidate, suffix."""
+        query, num = _escape_ids(query), len(passages)
+        lines = [PREFIX_TEMPLATE.format(num=num, query=query)]
+        for i, passage in enumerate(passages, start=1):
+            words = _escape_ids(passage).split()[: self.max_passage_words]
+            lines.append(f"[{i}] {' '.join(words)}")
+        lines.append(SUFFIX_TEMPLATE.format(num=num, query=query))
+        return "\n".join(lines)
+
+    def template_phrases(self) -> list[str]:
+        """The constant stretches of the prompt, which a tiny tokenizer can hold as single tokens."""
+        templates = [PREFIX_TEMPLATE, SUFFIX_TEMPLATE] + ([SYSTEM_PROMPT] if self.use_system_prompt else [])
+        pieces = (t.format(num="\0", query="\0").split("\0") for t in templates)
+        return sorted({piece for parts in pieces for piece in parts if len(piece) > 1})
+
+    def prompt(self, example: Mapping[str, Any]) -> list[dict[str, str]]:
+        """Chat messages for one ranking example."""
+        passages = [candidate["text"] for candidate in example["candidates"]]
+        messages = [{"role": "user", "content": self.user_message(example["query"], passages)}]
+        if self.use_system_prompt:
+            messages.insert(0, {"role": "system", "content": SYSTEM_PROMPT})
+        return messages
+
+    def target(self, example: Mapping[str, Any]) -> str:
+        """SFT completion: the teacher's reasoning and order, or the relevant passages by grade.
+
+        Without a teacher order the labels only order the relevant passages (every unlabelled passage ties at
+        0), so the target lists just those; a ``partial``/``lenient`` parse appends the rest in original order.
+        """
+        doc_ids = [candidate["doc_id"] for candidate in example["candidates"]]
+        order = list(example.get("teacher_order") or [])
+        if not order:
+            grades = {label["doc_id"]: label["relevance"] for label in example["labels"]}
+            order = sorted((d for d in doc_ids if grades.get(d, 0) > 0), key=lambda d: -grades[d])
+        position = {doc_id: i for i, doc_id in enumerate(doc_ids, start=1)}
+        answer = " > ".join(f"[{position[doc_id]}]" for doc_id in order)
+        return f"<think>{example.get('reasoning') or ''}</think>\n<answer>{answer}</answer>"
+
+    def rank(self, example: Mapping[str, Any], completion: str) -> tuple[list[str], bool]:
+        """Doc ids best first from a completion (lenient repair) and whether it parsed without repair."""
+        doc_ids = [candidate["doc_id"] for candidate in example["candidates"]]
+        parsed = parse_think_answer(completion)
+        answer = parsed.answer if parsed.ok else completion
+        permutation = parse_permutation(answer, len(doc_ids), mode="lenient")
+        return [doc_ids[i] for i in permutation.order], parsed.ok and permutation.reason == ""
