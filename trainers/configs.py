@@ -52,6 +52,12 @@ class ScriptArguments:
         default=None,
         metadata={"help": "Accelerate config this recipe was tuned for; `rankrl train` launches with it."},
     )
+    resume: bool = field(
+        default=True, metadata={"help": "Resume from the last checkpoint in output_dir when there is one."}
+    )
+    rich_progress: bool = field(
+        default=False, metadata={"help": "Show a rich progress panel with the latest metrics instead of tqdm."}
+    )
     eval_steps_ndcg: int = field(
         default=0, metadata={"help": "Evaluate held-out nDCG@10 every N steps during training (0: never)."}
     )

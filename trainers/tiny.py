@@ -30,6 +30,7 @@ CHATML_TEMPLATE = (
 )
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 STRUCTURE_TOKENS = ["<think>", "</think>", "<answer>", "</answer>"]
+CHAT_ROLES = ["system", "user", "assistant"]
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,9 @@ def train_tokenizer(
         additional_special_tokens=SPECIAL_TOKENS[1:],
     )
     tokenizer.add_tokens(STRUCTURE_TOKENS)
+    tokenizer.add_tokens([AddedToken(role, single_word=True, normalized=False) for role in CHAT_ROLES])
     tokenizer.add_tokens([AddedToken(phrase, normalized=False) for phrase in phrases])
     tokenizer.chat_template = CHATML_TEMPLATE
-    tokenizer.padding_side = "left"
     return tokenizer
 
 

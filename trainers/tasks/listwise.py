@@ -41,10 +41,16 @@ def _escape_ids(text: str) -> str:
 
 @dataclass(frozen=True)
 class ListwiseTask:
-    """Prompt builder, SFT target and inference parser for listwise reranking."""
+    """Prompt builder, SFT target and inference parser for listwise reranking.
+
+    ``answer_mode`` is the parse mode a clean answer must pass (``strict``: a full permutation, as
+    ReasonRank's reward demands; ``partial``: valid ids, the rest implied); inference always ranks with
+    the ``lenient`` repair and reports whether the answer was clean.
+    """
 
     use_system_prompt: bool = True
     max_passage_words: int = 300
+    answer_mode: str = "strict"
 
     name = "listwise"
 
@@ -58,11 +64,16 @@ class ListwiseTask:
         lines.append(SUFFIX_TEMPLATE.format(num=num, query=query))
         return "\n".join(lines)
 
-    def template_phrases(self) -> list[str]:
-        """The constant stretches of the prompt, which a tiny tokenizer can hold as single tokens."""
+    def template_phrases(self, max_identifiers: int = 20) -> list[str]:
+        """The prompt's constant stretches and the identifiers ``[1]..[max_identifiers]``.
+
+        A tiny tokenizer holds each as one token, so a from-scratch model reads an identifier as one symbol
+        and spends its compute on the passages rather than on the fixed instruction.
+        """
         templates = [PREFIX_TEMPLATE, SUFFIX_TEMPLATE] + ([SYSTEM_PROMPT] if self.use_system_prompt else [])
         pieces = (t.format(num="\0", query="\0").split("\0") for t in templates)
-        return sorted({piece for parts in pieces for piece in parts if len(piece) > 1})
+        phrases = {piece.rstrip(" ") for parts in pieces for piece in parts if len(piece.strip()) > 1}
+        return sorted(phrases) + [f"[{i}]" for i in range(1, max_identifiers + 1)]
 
     def prompt(self, example: Mapping[str, Any]) -> list[dict[str, str]]:
         """Chat messages for one ranking example."""
@@ -92,5 +103,6 @@ class ListwiseTask:
         doc_ids = [candidate["doc_id"] for candidate in example["candidates"]]
         parsed = parse_think_answer(completion)
         answer = parsed.answer if parsed.ok else completion
-        permutation = parse_permutation(answer, len(doc_ids), mode="lenient")
-        return [doc_ids[i] for i in permutation.order], parsed.ok and permutation.reason == ""
+        repaired = parse_permutation(answer, len(doc_ids), mode="lenient")
+        clean = parsed.ok and parse_permutation(answer, len(doc_ids), mode=self.answer_mode).valid
+        return [doc_ids[i] for i in repaired.order], clean

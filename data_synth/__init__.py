@@ -1,0 +1,1 @@
+"""rankrl data synthesis: corpora, candidate mining, teacher labelling, filtering and dataset writing."""

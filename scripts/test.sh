@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Set up with the dev extras (see setup.sh) and run the whole test suite, slow and multi-process tests
+# included. Pass pytest arguments through, e.g. `bash scripts/test.sh -m "not slow"`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh dev
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false WANDB_MODE=offline
+exec "${RANKRL_VENV:-.venv}/bin/python" -m pytest -q "$@"

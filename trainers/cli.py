@@ -1,0 +1,111 @@
+"""The ``rankrl`` command line: ``train`` a recipe (optionally ``--smoke``) and run the ``demo``.
+
+``rankrl train RECIPE`` runs the recipe's stage in this process on one device; on a machine with several
+GPUs it re-executes itself under ``accelerate launch`` with the accelerate config the recipe names
+(``launch:``) or ``--launch CONFIG``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+STAGES = {"sft": "trainers.sft", "grpo": "trainers.grpo"}
+
+
+def stage_config_types(stage: str) -> tuple[type, ...]:
+    """The dataclasses a recipe of ``stage`` is split over."""
+    from trl import GRPOConfig, ModelConfig, SFTConfig
+
+    from trainers.configs import ScriptArguments
+
+    return (ScriptArguments, GRPOConfig if stage == "grpo" else SFTConfig, ModelConfig)
+
+
+def _stage_module(stage: str, source: str) -> Any:
+    if stage not in STAGES:
+        raise SystemExit(f"{source}: key 'stage' is {stage!r}; expected one of {', '.join(STAGES)}")
+    return importlib.import_module(STAGES[stage])
+
+
+def _smoke_overrides(recipe: str, config: dict[str, Any], stage: str) -> dict[str, Any]:
+    from trainers.smoke import prepare_toy_workspace, smoke_overrides
+    from trainers.tasks import get_task
+
+    workdir = Path(os.environ.get("RANKRL_SMOKE_DIR", "outputs/smoke")) / Path(recipe).stem
+    task = get_task(config.get("task", "listwise"), **(config.get("task_args") or {}))
+    workspace = prepare_toy_workspace(workdir / "assets", task, num_train=64, num_heldout=8)
+    return smoke_overrides(stage, workspace, workdir / stage)
+
+
+def _launch_command(launch: str, module: str, recipe: str, overrides: list[str]) -> list[str]:
+    if not Path(launch).is_file():
+        raise SystemExit(f"launch config {launch!r}: no such file")
+    return ["accelerate", "launch", "--config_file", launch, "-m", module, recipe, *overrides]
+
+
+def train(args: argparse.Namespace) -> None:
+    """Run (or launch) the recipe's training stage."""
+    from trainers.configs import apply_overrides, build_configs, read_yaml
+
+    overrides = list(args.overrides) + (["resume=false"] if args.no_resume else [])
+    config = apply_overrides(read_yaml(args.recipe), overrides)
+    stage = str(config.get("stage", "sft"))
+    module = _stage_module(stage, args.recipe)
+    if args.smoke:
+        config = apply_overrides({**config, **_smoke_overrides(args.recipe, config, stage)}, overrides)
+    launch = args.launch or config.get("launch")
+    import torch
+
+    if launch and not args.smoke and torch.cuda.device_count() > 1 and "LOCAL_RANK" not in os.environ:
+        raise SystemExit(subprocess.call(_launch_command(launch, STAGES[stage], args.recipe, overrides)))
+    module.main(*build_configs(config, stage_config_types(stage), args.recipe))
+
+
+def demo(args: argparse.Namespace) -> None:
+    """The main job on a tiny model: SFT then GRPO on a toy task, evaluated before, between and after."""
+    from trainers.demo import run_demo
+
+    run_demo(Path(args.output_dir), seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``rankrl`` argument parser with its subcommands."""
+    parser = argparse.ArgumentParser(prog="rankrl", description="Train LLM rerankers and reasoners with SFT and GRPO.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    train_parser = commands.add_parser("train", help="train one recipe stage (SFT or GRPO)")
+    train_parser.add_argument("recipe", help="recipe YAML, e.g. recipes/reasonrank/qwen2.5-7b-sft.yaml")
+    train_parser.add_argument("overrides", nargs="*", help="key=value recipe overrides, e.g. learning_rate=1e-6")
+    train_parser.add_argument("--smoke", action="store_true", help="tiny model, toy data, 2 steps on CPU")
+    train_parser.add_argument("--launch", help="accelerate config to launch with (default: the recipe's)")
+    train_parser.add_argument("--no-resume", action="store_true", help="start over instead of resuming")
+    train_parser.set_defaults(handler=train)
+    demo_parser = commands.add_parser("demo", help="train a tiny reranker with SFT then GRPO on a toy task")
+    demo_parser.add_argument("--output-dir", default="outputs/demo", help="where data, checkpoints, plot go")
+    demo_parser.add_argument("--seed", type=int, default=0, help="seed for data, model and training")
+    demo_parser.set_defaults(handler=demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``rankrl`` console script."""
+    args = build_parser().parse_args(argv)
+    from trainers.configs import RecipeError
+    from trainers.data import DataError
+    from trainers.modeling import ModelLoadError
+
+    try:
+        args.handler(args)
+    except (RecipeError, DataError, ModelLoadError, FileNotFoundError, KeyError, ValueError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        print(f"rankrl: error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""GRPO for rerankers over TRL's ``GRPOTrainer``, with rewards resolved by name from the recipe.
+
+Each ranking example becomes a prompt; its other columns (candidates, labels, teacher order) reach the
+reward functions as keyword arguments, one entry per completion. TRL logs each reward as
+``rewards/<name>/mean`` through ``report_to``.
+
+    rankrl train recipes/demo/grpo.yaml
+    accelerate launch --config_file recipes/accelerate/zero2.yaml -m trainers.grpo RECIPE.yaml key=value
+"""
+
+from __future__ import annotations
+
+from trl import GRPOConfig, GRPOTrainer, ModelConfig, get_peft_config
+
+from rewards import resolve_rewards
+from trainers.configs import ScriptArguments
+from trainers.modeling import load_model, load_tokenizer
+from trainers.pipeline import run_cli, setup, train_and_save
+
+
+def main(script_args: ScriptArguments, training_args: GRPOConfig, model_args: ModelConfig) -> GRPOTrainer:
+    """Optimise the recipe's rewards with GRPO starting from ``model_args.model_name_or_path``."""
+    reward_funcs = resolve_rewards(script_args.rewards)
+    task, rows = setup(script_args, training_args)
+    dataset = rows.map(lambda row: {"prompt": task.prompt(row)})
+    trainer = GRPOTrainer(
+        model=load_model(model_args),
+        reward_funcs=reward_funcs,
+        args=training_args,
+        train_dataset=dataset,
+        processing_class=load_tokenizer(model_args),
+        peft_config=get_peft_config(model_args),
+    )
+    train_and_save(trainer, script_args, task)
+    return trainer
+
+
+if __name__ == "__main__":
+    run_cli(main, GRPOConfig)

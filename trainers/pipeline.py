@@ -1,0 +1,74 @@
+"""What the SFT and GRPO entry scripts share: argument parsing, data, the task, training and saving."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from datasets import Dataset
+from pathlib import Path
+
+from transformers import PrinterCallback, ProgressCallback, Trainer, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+from trl import ModelConfig
+from trl.trainer.callbacks import RichProgressCallback
+
+from trainers.configs import ScriptArguments, apply_overrides, build_configs, read_yaml
+from trainers.data import load_dataset_file
+from trainers.evaluate import RankingEvalCallback, evaluate_rankings
+from trainers.tasks import get_task
+
+logger = logging.getLogger("rankrl")
+
+
+def parse_args(argv: Sequence[str], training_config_class: type) -> tuple[ScriptArguments, Any, ModelConfig]:
+    """``RECIPE.yaml [key=value ...]`` into (script, training, model) configs."""
+    if not argv or "=" in argv[0]:
+        raise SystemExit("usage: python -m trainers.<stage> RECIPE.yaml [key=value ...]")
+    recipe, overrides = argv[0], argv[1:]
+    config = apply_overrides(read_yaml(recipe), overrides)
+    return build_configs(config, (ScriptArguments, training_config_class, ModelConfig), recipe)
+
+
+def setup(script_args: ScriptArguments, training_args: Any) -> tuple[Any, Dataset]:
+    """Seed, logging, the task and the validated training rows."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    set_seed(training_args.seed)
+    if not script_args.dataset:
+        raise SystemExit("recipe: key 'dataset' is not set (a .jsonl/.parquet file, a dataset folder or a Hub id)")
+    rows = load_dataset_file(script_args.dataset, split=script_args.dataset_split)
+    if script_args.max_train_samples:
+        rows = rows.select(range(min(script_args.max_train_samples, len(rows))))
+    return get_task(script_args.task, **script_args.task_args), rows
+
+
+def train_and_save(trainer: Trainer, script_args: ScriptArguments, task: Any) -> dict[str, float]:
+    """Train (resuming from the last checkpoint if asked), save model and tokenizer, evaluate if configured."""
+    eval_rows = load_dataset_file(script_args.eval_dataset).to_list() if script_args.eval_dataset else []
+    eval_rows = eval_rows[: script_args.eval_max_samples]
+    if eval_rows and script_args.eval_steps_ndcg:
+        trainer.add_callback(RankingEvalCallback(trainer, eval_rows, task, script_args.eval_steps_ndcg))
+    if script_args.rich_progress:
+        trainer.remove_callback(ProgressCallback)
+        trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(RichProgressCallback())
+    output_dir = trainer.args.output_dir
+    checkpoint = get_last_checkpoint(output_dir) if script_args.resume and Path(output_dir).is_dir() else None
+    if checkpoint:
+        logger.info("resuming from %s", checkpoint)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    metrics = dict(result.metrics)
+    trainer.save_model(output_dir)
+    if eval_rows:
+        final = evaluate_rankings(trainer.model, trainer.processing_class, eval_rows, task)
+        metrics["eval_ndcg@10"] = final.ndcg
+        trainer.log({"eval_ndcg@10": final.ndcg, "eval_repaired": final.repaired})
+    trainer.save_metrics("train", metrics)
+    return metrics
+
+
+def run_cli(main: Any, training_config_class: type) -> None:
+    """Entry point of ``python -m trainers.<stage>``: parse, then run ``main``."""
+    main(*parse_args(sys.argv[1:], training_config_class))
