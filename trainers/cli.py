@@ -29,8 +29,24 @@ def stage_config_types(stage: str) -> tuple[type, ...]:
 
 def _stage_module(stage: str, source: str) -> Any:
     if stage not in STAGES:
-        raise SystemExit(f"{source}: key 'stage' is {stage!r}; expected one of {', '.join(STAGES)}")
+        from trainers.configs import RecipeError
+
+        raise RecipeError(f"{source}: key 'stage' is {stage!r}; expected one of {', '.join(STAGES)}")
     return importlib.import_module(STAGES[stage])
+
+
+def _check_rewards(config: dict[str, Any], stage: str, source: str) -> None:
+    """Resolve a GRPO recipe's reward specs before any data or model is touched, failing in one line."""
+    specs = config.get("rewards")
+    if stage != "grpo" or not isinstance(specs, list):
+        return  # build_configs reports a non-list ``rewards``; SFT recipes do not use rewards
+    from rewards import resolve_rewards
+    from trainers.configs import RecipeError
+
+    try:
+        resolve_rewards(specs)
+    except (TypeError, ValueError) as error:
+        raise RecipeError(f"{source}: key 'rewards': {str(error).splitlines()[0]}") from None
 
 
 def _smoke_overrides(recipe: str, config: dict[str, Any], stage: str) -> dict[str, Any]:
@@ -57,6 +73,7 @@ def train(args: argparse.Namespace) -> None:
     config = apply_overrides(read_yaml(args.recipe), overrides)
     stage = str(config.get("stage", "sft"))
     module = _stage_module(stage, args.recipe)
+    _check_rewards(config, stage, args.recipe)
     if args.smoke:
         config = apply_overrides({**config, **_smoke_overrides(args.recipe, config, stage)}, overrides)
     launch = args.launch or config.get("launch")
@@ -94,7 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``rankrl`` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # argparse binds the ``overrides`` positional before ``--smoke`` in ``train RECIPE --smoke k=v``;
+    # collect the key=value words it leaves over instead of calling them unrecognized.
+    args, extra = parser.parse_known_args(argv)
+    if extra and (args.command != "train" or any(e.startswith("-") or "=" not in e for e in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     from trainers.configs import RecipeError
     from trainers.data import DataError
     from trainers.modeling import ModelLoadError

@@ -114,7 +114,9 @@ def _coerce(value: Any, annotation: Any, key: str, source: str) -> Any:
                 return number
         if origin is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-        if origin in (list, dict, tuple) and isinstance(value, (list, dict, tuple)):
+        if origin in (list, tuple) and isinstance(value, (list, tuple)):
+            return value
+        if origin is dict and isinstance(value, dict):
             return value
         if origin is Any or not isinstance(origin, type):
             return value

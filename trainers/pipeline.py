@@ -15,7 +15,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig
 from trl.trainer.callbacks import RichProgressCallback
 
-from trainers.configs import ScriptArguments, apply_overrides, build_configs, read_yaml
+from trainers.configs import RecipeError, ScriptArguments, apply_overrides, build_configs, read_yaml
 from trainers.data import load_dataset_file
 from trainers.evaluate import RankingEvalCallback, evaluate_rankings
 from trainers.tasks import get_task
@@ -37,7 +37,7 @@ def setup(script_args: ScriptArguments, training_args: Any) -> tuple[Any, Datase
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     set_seed(training_args.seed)
     if not script_args.dataset:
-        raise SystemExit("recipe: key 'dataset' is not set (a .jsonl/.parquet file, a dataset folder or a Hub id)")
+        raise RecipeError("recipe: key 'dataset' is not set (a .jsonl/.parquet file, a dataset folder or a Hub id)")
     rows = load_dataset_file(script_args.dataset, split=script_args.dataset_split)
     if script_args.max_train_samples:
         rows = rows.select(range(min(script_args.max_train_samples, len(rows))))

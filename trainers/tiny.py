@@ -7,7 +7,9 @@ Both are written with ``save_pretrained``, so every downstream component loads t
 ``model_name_or_path`` that accepts a Hub id or a local checkpoint.
 
 The defaults are the ones that learn the toy listwise task from scratch (``platform.md``): 16 heads of
-dimension 8 and ``initializer_range=0.2``; with the default 0.02 a model this small stays at chance.
+dimension 8, ``initializer_range=0.2`` (with the default 0.02 a model this small stays at chance) and tied
+input/output embeddings, so copying a passage identifier into the answer starts from a useful bias. vLLM
+needs ``tie_word_embeddings=False`` and a head dimension of at least 32.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class TinyModelSpec:
     intermediate_size: int = 512
     initializer_range: float = 0.2
     max_position_embeddings: int = 1024
-    tie_word_embeddings: bool = False
+    tie_word_embeddings: bool = True
 
 
 def train_tokenizer(

@@ -5,6 +5,7 @@ Later tasks (setwise, pointwise, groupwise, reasoning) register here under their
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 
 from trainers.tasks.listwise import ListwiseTask
@@ -18,4 +19,11 @@ def get_task(name: str, **kwargs) -> ListwiseTask:
         close = difflib.get_close_matches(name, TASKS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ValueError(f"unknown task {name!r}{hint}; known tasks: {', '.join(sorted(TASKS))}")
+    options = [f.name for f in dataclasses.fields(TASKS[name])]
+    for key in kwargs:
+        if key not in options:
+            close = difflib.get_close_matches(key, options, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            known = ", ".join(options)
+            raise ValueError(f"task_args: unknown option {key!r} of task {name!r}{hint}; known: {known}")
     return TASKS[name](**kwargs)

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rewards.parsers import parse_permutation, parse_think_answer
+from rewards.parsers import MODES, parse_permutation, parse_think_answer
 
 SYSTEM_PROMPT = (
     "You are RankLLM, an intelligent assistant that can rank passages based on their relevance to the query. "
@@ -53,6 +53,11 @@ class ListwiseTask:
     answer_mode: str = "strict"
 
     name = "listwise"
+
+    def __post_init__(self) -> None:
+        if self.answer_mode not in MODES:
+            expected = ", ".join(MODES)
+            raise ValueError(f"task_args: answer_mode {self.answer_mode!r}; expected one of {expected}")
 
     def user_message(self, query: str, passages: Sequence[str]) -> str:
         """ReasonRank's user turn: prefix, one ``[i] passage`` line per candidate, suffix."""
