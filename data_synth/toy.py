@@ -12,8 +12,8 @@ import itertools
 import random
 from dataclasses import dataclass
 
-_ONSETS = "b d f g k l m n p r s t v z".split()
-_VOWELS = "a e i o u".split()
+_ONSETS = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z"]
+_VOWELS = ["a", "e", "i", "o", "u"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,9 @@ def _passage(rng: random.Random, query: tuple[str, ...], others: list[str], grad
     return words
 
 
-def toy_example(rng: random.Random, query: tuple[str, ...], words: list[str], spec: ToySpec, qid: str) -> dict:
+def toy_example(
+    rng: random.Random, query: tuple[str, ...], words: list[str], spec: ToySpec, qid: str
+) -> dict:
     """One ranking row: 5–8 candidates of which 1–3 contain query words, in random order."""
     others = [w for w in words if w not in query]
     num_candidates = rng.randint(spec.min_candidates, spec.max_candidates)

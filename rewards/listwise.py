@@ -52,7 +52,8 @@ def reasonrank_reward(
     gates, rankings = _gate_or_rank("reasonrank", completions, columns, mode, format_fail, answer_fail)
     qrels = _qrels_column("reasonrank", columns, len(completions))
     teachers = _column("reasonrank", columns, "teacher_order", len(completions), required=False)
-    overlap = [rbo(pred, teacher, p=rbo_p) if teacher else 0.0 for pred, teacher in zip(rankings, teachers)]
+    pairs = zip(rankings, teachers, strict=True)
+    overlap = [rbo(pred, teacher, p=rbo_p) if teacher else 0.0 for pred, teacher in pairs]
     values = (
         ndcg_at_k_batch(rankings, qrels, k)
         + phi * recall_at_k_batch(rankings, qrels, k, relevance_threshold)
@@ -107,7 +108,7 @@ def _gate_or_rank(
     candidates = _column(name, columns, "candidates", len(completions))
     gates: list[float | None] = []
     rankings: list[list[str]] = []
-    for completion, row in zip(completions, candidates):
+    for completion, row in zip(completions, candidates, strict=True):
         doc_ids = _doc_ids(name, row)
         parsed = parse_think_answer(completion_text(completion))
         order = parse_permutation(parsed.answer, len(doc_ids), mode).order if parsed.ok else None
@@ -117,7 +118,7 @@ def _gate_or_rank(
 
 
 def _merge(gates: list[float | None], values: np.ndarray) -> list[float]:
-    return [float(value) if gate is None else gate for gate, value in zip(gates, values)]
+    return [float(value) if gate is None else gate for gate, value in zip(gates, values, strict=True)]
 
 
 def _column(name: str, columns: Mapping[str, Any], key: str, size: int, required: bool = True) -> list[Any]:

@@ -289,8 +289,11 @@ def _dl19_rows(count: int) -> tuple[list[dict], dict[str, dict[str, int]]]:
         qid = str(entry["hits"][0]["qid"])
         candidates = [{"doc_id": hit["docid"], "text": hit["content"]} for hit in entry["hits"]]
         # The qrels also judge docs outside the BM25 top 100, and labels may only name candidates: keep those.
-        labels = [{"doc_id": c["doc_id"], "relevance": qrels[qid][c["doc_id"]]} for c in candidates
-                  if c["doc_id"] in qrels[qid]]
+        labels = [
+            {"doc_id": c["doc_id"], "relevance": qrels[qid][c["doc_id"]]}
+            for c in candidates
+            if c["doc_id"] in qrels[qid]
+        ]
         rows.append({"query_id": qid, "query": entry["query"], "candidates": candidates, "labels": labels})
     return rows, qrels
 

@@ -118,8 +118,11 @@ def test_rank_repairs_but_flags_broken_format(mode):
 
 
 @settings(max_examples=150, deadline=None)
-@given(completion=st.text(alphabet=st.sampled_from("[]>0123456789 <thinkaswer/>\n"), max_size=80) | st.text(),
-       n=st.integers(min_value=1, max_value=25), mode=st.sampled_from(["strict", "partial"]))
+@given(
+    completion=st.text(alphabet=st.sampled_from("[]>0123456789 <thinkaswer/>\n"), max_size=80) | st.text(),
+    n=st.integers(min_value=1, max_value=25),
+    mode=st.sampled_from(["strict", "partial"]),
+)
 def test_rank_returns_a_permutation_for_any_completion(completion, n, mode):
     example = _example(n)
     ranking, clean = ListwiseTask(answer_mode=mode).rank(example, completion)

@@ -47,7 +47,13 @@ def workspace(tmp_path_factory):
 def sft_run(workspace, tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("sft")
     configs = _configs(
-        "sft", workspace, output_dir, max_steps=80, per_device_train_batch_size=16, logging_steps=5, eval_max_samples=16
+        "sft",
+        workspace,
+        output_dir,
+        max_steps=80,
+        per_device_train_batch_size=16,
+        logging_steps=5,
+        eval_max_samples=16,
     )
     initial = _state(AutoModelForCausalLM.from_pretrained(workspace.model_dir))
     return sft.main(*configs), initial, output_dir
@@ -106,7 +112,9 @@ def test_grpo_raises_mean_reward_and_logs_each_reward(sft_run, workspace, tmp_pa
 def test_lora_sft_saves_an_adapter_that_peft_loads(workspace, tmp_path):
     from peft import PeftModel
 
-    configs = _configs("sft", workspace, tmp_path, max_steps=3, use_peft=True, lora_r=4, lora_alpha=8, learning_rate=1e-2)
+    configs = _configs(
+        "sft", workspace, tmp_path, max_steps=3, use_peft=True, lora_r=4, lora_alpha=8, learning_rate=1e-2
+    )
     trainer = sft.main(*configs)
     assert (tmp_path / "adapter_config.json").is_file()
     base = AutoModelForCausalLM.from_pretrained(workspace.model_dir)

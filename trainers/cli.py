@@ -93,11 +93,15 @@ def demo(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``rankrl`` argument parser with its subcommands."""
-    parser = argparse.ArgumentParser(prog="rankrl", description="Train LLM rerankers and reasoners with SFT and GRPO.")
+    parser = argparse.ArgumentParser(
+        prog="rankrl", description="Train LLM rerankers and reasoners with SFT and GRPO."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     train_parser = commands.add_parser("train", help="train one recipe stage (SFT or GRPO)")
     train_parser.add_argument("recipe", help="recipe YAML, e.g. recipes/reasonrank/qwen2.5-7b-sft.yaml")
-    train_parser.add_argument("overrides", nargs="*", help="key=value recipe overrides, e.g. learning_rate=1e-6")
+    train_parser.add_argument(
+        "overrides", nargs="*", help="key=value recipe overrides, e.g. learning_rate=1e-6"
+    )
     train_parser.add_argument("--smoke", action="store_true", help="tiny model, toy data, 2 steps on CPU")
     train_parser.add_argument("--launch", help="accelerate config to launch with (default: the recipe's)")
     train_parser.add_argument("--no-resume", action="store_true", help="start over instead of resuming")

@@ -31,11 +31,16 @@ class ScriptArguments:
     stage: str = field(default="sft", metadata={"help": "Training stage this recipe runs: 'sft' or 'grpo'."})
     dataset: str | None = field(
         default=None,
-        metadata={"help": "Training data: a .jsonl/.parquet file, a saved dataset folder or a Hub dataset id."},
+        metadata={
+            "help": "Training data: a .jsonl/.parquet file, a saved dataset folder or a Hub dataset id."
+        },
     )
-    dataset_split: str = field(default="train", metadata={"help": "Split to read from a dataset dict or Hub id."})
+    dataset_split: str = field(
+        default="train", metadata={"help": "Split to read from a dataset dict or Hub id."}
+    )
     eval_dataset: str | None = field(
-        default=None, metadata={"help": "Optional held-out ranking data for evaluation during and after training."}
+        default=None,
+        metadata={"help": "Optional held-out ranking data for evaluation during and after training."},
     )
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Use only the first N training rows (None: all)."}
@@ -56,7 +61,8 @@ class ScriptArguments:
         default=True, metadata={"help": "Resume from the last checkpoint in output_dir when there is one."}
     )
     rich_progress: bool = field(
-        default=False, metadata={"help": "Show a rich progress panel with the latest metrics instead of tqdm."}
+        default=False,
+        metadata={"help": "Show a rich progress panel with the latest metrics instead of tqdm."},
     )
     eval_steps_ndcg: int = field(
         default=0, metadata={"help": "Evaluate held-out nDCG@10 every N steps during training (0: never)."}
@@ -81,7 +87,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def apply_overrides(config: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Return ``config`` updated by ``key=value`` strings; values are read as YAML (``lr=1e-5``, ``x=[a,b]``)."""
+    """``config`` updated by ``key=value`` strings, values read as YAML (``lr=1e-5``, ``x=[a,b]``)."""
     updated = dict(config)
     for override in overrides:
         key, sep, value = override.partition("=")

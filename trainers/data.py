@@ -138,8 +138,14 @@ def _ranking_row(row: dict) -> dict:
     teacher_order = [_string(doc_id, f"teacher_order[{i}]") for i, doc_id in enumerate(order)]
     _unique_ids("teacher_order", teacher_order, known)
     reasoning = _optional_string(row.get("reasoning"), "reasoning")
-    return {"query_id": query_id, "query": query, "candidates": candidates, "labels": labels,
-            "teacher_order": teacher_order, "reasoning": reasoning}
+    return {
+        "query_id": query_id,
+        "query": query,
+        "candidates": candidates,
+        "labels": labels,
+        "teacher_order": teacher_order,
+        "reasoning": reasoning,
+    }
 
 
 def _reasoning_row(row: dict) -> dict:
@@ -180,8 +186,12 @@ def _normalize(rows: list, source: str, kind: _Kind) -> list[dict]:
         raise DataError(f"{source}: missing column {missing[0]!r} (expected columns: {expected})")
     unknown = [name for name in columns if name not in kind.features]
     if unknown:
-        logger.warning("%s: ignoring unknown columns %s (known columns: %s)",
-                       source, ", ".join(unknown), ", ".join(kind.features))
+        logger.warning(
+            "%s: ignoring unknown columns %s (known columns: %s)",
+            source,
+            ", ".join(unknown),
+            ", ".join(kind.features),
+        )
     clean = []
     for i, row in enumerate(rows):
         if not isinstance(row, dict):

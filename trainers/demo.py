@@ -39,7 +39,9 @@ def _evaluate(label: str, model_dir: Path, rows: list[dict], task: Any, console:
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     result = evaluate_rankings(model, tokenizer, rows, task)
-    console.print(f"  held-out nDCG@10 {label}: [bold]{result.ndcg:.3f}[/] (answers repaired: {result.repaired:.1%})")
+    console.print(
+        f"  held-out nDCG@10 {label}: [bold]{result.ndcg:.3f}[/] (answers repaired: {result.repaired:.1%})"
+    )
     return result.ndcg
 
 
@@ -61,17 +63,25 @@ def run_demo(output_dir: Path, seed: int = 0) -> dict[str, float]:
     paths = dict(dataset=workspace.train_path, eval_dataset=workspace.heldout_path, seed=seed)
     console.rule("stage 1: SFT")
     sft_dir = output_dir / "sft"
-    sft_trainer = sft.main(*_stage_configs(RECIPES / "sft.yaml", dict(paths, model_name_or_path=workspace.model_dir, output_dir=sft_dir)))
+    sft_trainer = sft.main(
+        *_stage_configs(
+            RECIPES / "sft.yaml", dict(paths, model_name_or_path=workspace.model_dir, output_dir=sft_dir)
+        )
+    )
     scores["after SFT"] = _evaluate("after SFT", sft_dir, heldout, task, console)
 
     console.rule("stage 2: GRPO")
     grpo_dir = output_dir / "grpo"
-    grpo_trainer = grpo.main(*_stage_configs(RECIPES / "grpo.yaml", dict(paths, model_name_or_path=sft_dir, output_dir=grpo_dir)))
+    grpo_trainer = grpo.main(
+        *_stage_configs(RECIPES / "grpo.yaml", dict(paths, model_name_or_path=sft_dir, output_dir=grpo_dir))
+    )
     scores["after GRPO"] = _evaluate("after GRPO", grpo_dir, heldout, task, console)
 
     from trainers.demo_report import plot_history, results_table
 
-    plot_path = plot_history(sft_trainer.state.log_history, grpo_trainer.state.log_history, output_dir / "demo.png")
+    plot_path = plot_history(
+        sft_trainer.state.log_history, grpo_trainer.state.log_history, output_dir / "demo.png"
+    )
     console.print(results_table(scores, len(heldout)))
     console.print(f"final checkpoint: {grpo_dir}\nplot: {plot_path}\ntotal time: {time.time() - start:.0f} s")
     return scores

@@ -35,7 +35,10 @@ def plot_history(sft_history: Sequence[dict], grpo_history: Sequence[dict], path
     import matplotlib.pyplot as plt
 
     figure, (sft_axis, grpo_axis) = plt.subplots(1, 2, figsize=(11, 4))
-    panels = ((sft_axis, sft_history, "loss", "SFT: training loss"), (grpo_axis, grpo_history, "reward", "GRPO: mean reward"))
+    panels = (
+        (sft_axis, sft_history, "loss", "SFT: training loss"),
+        (grpo_axis, grpo_history, "reward", "GRPO: mean reward"),
+    )
     for axis, history, key, label in panels:
         axis.plot(*_series(history, key), color="tab:blue", label=label)
         axis.set_xlabel("step")

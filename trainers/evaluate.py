@@ -38,7 +38,7 @@ def generate_completions(
     batch_size: int = 64,
     max_new_tokens: int = 64,
 ) -> list[str]:
-    """Greedy completions for chat prompts, batched with left padding; model mode and padding side restored."""
+    """Greedy completions for chat prompts, batched with left padding; model mode and padding restored."""
     was_training, padding_side = model.training, tokenizer.padding_side
     model.eval()
     tokenizer.padding_side = "left"
@@ -74,14 +74,16 @@ def evaluate_rankings(
     completions = generate_completions(
         model, tokenizer, [task.prompt(row) for row in rows], batch_size, max_new_tokens
     )
-    ranked = [task.rank(row, completion) for row, completion in zip(rows, completions)]
+    ranked = [task.rank(row, completion) for row, completion in zip(rows, completions, strict=True)]
     qrels = [labels_to_qrels(row["labels"]) for row in rows]
     scores = ndcg_at_k_batch([ranking for ranking, _ in ranked], qrels, k)
     repaired = sum(not clean for _, clean in ranked) / max(len(rows), 1)
     return RankingEval(float(np.mean(scores)) if len(rows) else 0.0, repaired, len(rows))
 
 
-def random_order_ndcg(rows: Sequence[dict[str, Any]], k: int = 10, shuffles: int = 20, seed: int = 0) -> float:
+def random_order_ndcg(
+    rows: Sequence[dict[str, Any]], k: int = 10, shuffles: int = 20, seed: int = 0
+) -> float:
     """Expected nDCG@k of a random ordering of each query's candidates, estimated over ``shuffles`` orders."""
     rng = random.Random(seed)
     rankings, qrels = [], []
@@ -105,5 +107,7 @@ class RankingEvalCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.every and state.global_step % self.every == 0:
-            result = evaluate_rankings(self.trainer.model, self.trainer.processing_class, self.rows, self.task, self.k)
+            result = evaluate_rankings(
+                self.trainer.model, self.trainer.processing_class, self.rows, self.task, self.k
+            )
             self.trainer.log({f"eval_ndcg@{self.k}": result.ndcg, "eval_repaired": result.repaired})

@@ -22,7 +22,9 @@ class ModelLoadError(OSError):
 def check_model_path(model_name_or_path: str | None) -> str:
     """Reject a missing ``model_name_or_path`` or a local path that does not exist, in one line."""
     if not model_name_or_path:
-        raise ModelLoadError("model_name_or_path is not set: name a Hub model id or a local checkpoint folder")
+        raise ModelLoadError(
+            "model_name_or_path is not set: name a Hub model id or a local checkpoint folder"
+        )
     path = Path(model_name_or_path).expanduser()
     looks_local = model_name_or_path.startswith(_LOCAL_PREFIXES) or model_name_or_path.count("/") > 1
     if looks_local and not path.exists():

@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from datasets import Dataset
-from pathlib import Path
-
 from transformers import PrinterCallback, ProgressCallback, Trainer, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig
@@ -37,7 +36,9 @@ def setup(script_args: ScriptArguments, training_args: Any) -> tuple[Any, Datase
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     set_seed(training_args.seed)
     if not script_args.dataset:
-        raise RecipeError("recipe: key 'dataset' is not set (a .jsonl/.parquet file, a dataset folder or a Hub id)")
+        raise RecipeError(
+            "recipe: key 'dataset' is not set (a .jsonl/.parquet file, a dataset folder or a Hub id)"
+        )
     rows = load_dataset_file(script_args.dataset, split=script_args.dataset_split)
     if script_args.max_train_samples:
         rows = rows.select(range(min(script_args.max_train_samples, len(rows))))
@@ -45,7 +46,7 @@ def setup(script_args: ScriptArguments, training_args: Any) -> tuple[Any, Datase
 
 
 def train_and_save(trainer: Trainer, script_args: ScriptArguments, task: Any) -> dict[str, float]:
-    """Train (resuming from the last checkpoint if asked), save model and tokenizer, evaluate if configured."""
+    """Train (resuming from the last checkpoint if asked), save model and tokenizer, then evaluate."""
     eval_rows = load_dataset_file(script_args.eval_dataset).to_list() if script_args.eval_dataset else []
     eval_rows = eval_rows[: script_args.eval_max_samples]
     if eval_rows and script_args.eval_steps_ndcg:

@@ -21,7 +21,10 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
     """Fine-tune ``model_args.model_name_or_path`` on the recipe's data and save it to ``output_dir``."""
     task, rows = setup(script_args, training_args)
     dataset = rows.map(
-        lambda row: {"prompt": task.prompt(row), "completion": [{"role": "assistant", "content": task.target(row)}]},
+        lambda row: {
+            "prompt": task.prompt(row),
+            "completion": [{"role": "assistant", "content": task.target(row)}],
+        },
         remove_columns=rows.column_names,
     )
     trainer = SFTTrainer(

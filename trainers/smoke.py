@@ -40,7 +40,9 @@ def prepare_toy_workspace(
     """Write toy train / held-out data and build a tiny model for ``task`` under ``workdir``."""
     workdir = Path(workdir)
     train_rows, heldout_rows = make_toy_splits(num_train, num_heldout, seed=seed)
-    workspace = ToyWorkspace(workdir / "tiny-model", workdir / "data/train.jsonl", workdir / "data/heldout.jsonl")
+    workspace = ToyWorkspace(
+        workdir / "tiny-model", workdir / "data/train.jsonl", workdir / "data/heldout.jsonl"
+    )
     workspace.train_path.parent.mkdir(parents=True, exist_ok=True)
     write_dataset(train_rows, workspace.train_path)
     write_dataset(heldout_rows, workspace.heldout_path)

@@ -44,7 +44,7 @@ class TinyModelSpec:
     hidden_size: int = 128
     num_hidden_layers: int = 2
     num_attention_heads: int = 16
-    intermediate_size: int = 512
+    intermediate_size: int = 256
     initializer_range: float = 0.2
     max_position_embeddings: int = 1024
     tie_word_embeddings: bool = True

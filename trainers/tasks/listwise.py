@@ -91,8 +91,8 @@ class ListwiseTask:
     def target(self, example: Mapping[str, Any]) -> str:
         """SFT completion: the teacher's reasoning and order, or the relevant passages by grade.
 
-        Without a teacher order the labels only order the relevant passages (every unlabelled passage ties at
-        0), so the target lists just those; a ``partial``/``lenient`` parse appends the rest in original order.
+        Without a teacher order the labels only order the relevant passages (every unlabelled passage ties
+        at 0), so the target lists just those; a ``partial``/``lenient`` parse appends the rest in order.
         """
         doc_ids = [candidate["doc_id"] for candidate in example["candidates"]]
         order = list(example.get("teacher_order") or [])
