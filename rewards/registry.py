@@ -1,14 +1,14 @@
 """A small verl-style registry that turns reward specs from recipes into TRL reward functions.
 
 A spec is a registered name (``"reasonrank"``) or a dotted path (``"pkg.module:function"`` or
-``"pkg.module.function"``), optionally with factory arguments::
+``"pkg.module.function"``), optionally with a weight and factory arguments::
 
     rewards:
-      - reasonrank                        # registered name, default arguments
-      - {name: reasonrank, phi: 0.2}      # factory arguments bound to the function
-      - my_pkg.my_rewards:length_penalty  # any importable function
+      - reasonrank                                         # registered name, weight 1, default arguments
+      - {name: reasonrank, weight: 1.0, args: {phi: 0.2}}  # factory arguments bound to the function
+      - {name: my_pkg.my_rewards:length_penalty, weight: 0.1}
 
-Reward weights are not handled here: pass them to TRL through ``GRPOConfig.reward_weights``.
+The weights become TRL's ``GRPOConfig.reward_weights``.
 """
 
 from __future__ import annotations
@@ -74,18 +74,25 @@ def get_reward(spec: str, **kwargs: Any) -> RewardFn:
     return reward
 
 
-def resolve_rewards(specs: list[str | Mapping[str, Any]]) -> list[RewardFn]:
-    """Resolve a recipe's reward list; each entry is a spec string or ``{"name": spec, **factory_args}``."""
-    resolved = []
+SPEC_KEYS = ("name", "weight", "args")
+
+
+def resolve_rewards(specs: list[str | Mapping[str, Any]]) -> tuple[list[RewardFn], list[float]]:
+    """A recipe's reward list as (functions, weights); an entry is a spec or ``{name, weight, args}``."""
+    functions, weights = [], []
     for entry in specs:
-        if isinstance(entry, str):
-            resolved.append(get_reward(entry))
-        elif isinstance(entry, Mapping) and isinstance(entry.get("name"), str):
-            kwargs = {key: value for key, value in entry.items() if key != "name"}
-            resolved.append(get_reward(entry["name"], **kwargs))
-        else:
+        entry = {"name": entry} if isinstance(entry, str) else entry
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
             raise TypeError(f"reward entry must be a name or a mapping with a 'name' key, got {entry!r}")
-    return resolved
+        unknown = sorted(set(entry) - set(SPEC_KEYS))
+        if unknown:
+            raise ValueError(f"reward {entry['name']!r}: unknown key(s) {', '.join(unknown)}; use {SPEC_KEYS}")
+        args, weight = entry.get("args") or {}, entry.get("weight", 1.0)
+        if not isinstance(args, Mapping) or isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            raise TypeError(f"reward {entry['name']!r}: 'args' must be a mapping and 'weight' a number")
+        functions.append(get_reward(entry["name"], **args))
+        weights.append(float(weight))
+    return functions, weights
 
 
 def _lookup(spec: str) -> RewardFn:

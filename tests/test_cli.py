@@ -173,7 +173,7 @@ def test_malformed_reward_entry(capsys):
 
 
 def test_unknown_reward_argument(capsys):
-    line = _error_line(capsys, "train", GRPO, "rewards=[{name: ndcg, kk: 3}]")
+    line = _error_line(capsys, "train", GRPO, "rewards=[{name: ndcg, args: {kk: 3}}]")
     assert "'ndcg'" in line and "kk" in line
 
 

@@ -71,16 +71,21 @@ def test_override_wins_and_is_coerced(tmp_path):
 def test_overrides_read_lists_dicts_and_bools(tmp_path):
     script, training, model = _build(
         _recipe(tmp_path, "stage: grpo\nuse_cpu: true\n"),
-        "rewards=[ndcg, {name: reasonrank, phi: 0.5}]",
+        "rewards=[ndcg, {name: reasonrank, weight: 0.5, args: {phi: 0.5}}]",
         "task_args={use_system_prompt: false, max_passage_words: 5}",
-        "reward_weights=[1, 0.5]",
+        "temperature=0.7",
         "use_peft=true",
         "lora_target_modules=[q_proj, v_proj]",
     )
-    assert script.rewards == ["ndcg", {"name": "reasonrank", "phi": 0.5}]
+    assert script.rewards == ["ndcg", {"name": "reasonrank", "weight": 0.5, "args": {"phi": 0.5}}]
     assert script.task_args == {"use_system_prompt": False, "max_passage_words": 5}
-    assert training.reward_weights == [1, 0.5]
+    assert training.temperature == 0.7
     assert model.use_peft is True and model.lora_target_modules == ["q_proj", "v_proj"]
+
+
+def test_reward_weights_belong_in_the_reward_entries(tmp_path):
+    with pytest.raises(RecipeError, match="'reward_weights'.*'weight'"):
+        _build(_recipe(tmp_path, "stage: grpo\nuse_cpu: true\n"), "reward_weights=[1.0]")
 
 
 def test_override_with_empty_value_is_none(tmp_path):

@@ -197,12 +197,18 @@ def test_column_clashing_with_config_raises():
 
 
 def test_resolve_rewards():
-    resolved = resolve_rewards(["ndcg", {"name": "reasonrank", "phi": 0.0, "gamma": 0.0}])
+    entries = ["ndcg", {"name": "reasonrank", "weight": 0.5, "args": {"phi": 0.0, "gamma": 0.0}}]
+    resolved, weights = resolve_rewards(entries)
     assert [fn.__name__ for fn in resolved] == ["ndcg", "reasonrank"]
+    assert weights == [1.0, 0.5]
     assert resolved[1]([GOOD], **columns(1)) == [pytest.approx(NDCG10)]
     for bad in [{"phi": 0.2}, 3]:
         with pytest.raises(TypeError, match="'name' key"):
             resolve_rewards([bad])
+    with pytest.raises(ValueError, match="unknown key.*phi"):
+        resolve_rewards([{"name": "ndcg", "phi": 0.2}])
+    with pytest.raises(TypeError, match="'weight' a number"):
+        resolve_rewards([{"name": "ndcg", "weight": "high"}])
 
 
 def test_registering_a_taken_name_raises():

@@ -51,7 +51,7 @@ class ScriptArguments:
     )
     rewards: list[Any] = field(
         default_factory=lambda: ["reasonrank"],
-        metadata={"help": "GRPO rewards: registered names, dotted paths or {name: ..., arg: value} dicts."},
+        metadata={"help": "GRPO rewards: registered names, dotted paths or {name, weight, args} mappings."},
     )
     launch: str | None = field(
         default=None,
@@ -153,6 +153,8 @@ def build_configs(config: dict[str, Any], config_types: Sequence[type], source: 
             raise RecipeError(f"{source}: unknown key {key!r}{hint}")
         config_type, annotation = owners[key]
         kwargs[config_type][key] = _coerce(value, annotation, key, source)
+    if "reward_weights" in config:
+        raise RecipeError(f"{source}: key 'reward_weights': give each reward its 'weight' in 'rewards' instead")
     instances = []
     for config_type in config_types:
         try:

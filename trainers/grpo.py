@@ -1,8 +1,9 @@
 """GRPO for rerankers over TRL's ``GRPOTrainer``, with rewards resolved by name from the recipe.
 
 Each ranking example becomes a prompt; its other columns (candidates, labels, teacher order) reach the
-reward functions as keyword arguments, one entry per completion. TRL logs each reward as
-``rewards/<name>/mean`` through ``report_to``.
+reward functions as keyword arguments, one entry per completion. The recipe's ``rewards`` entries carry
+their weights (TRL's ``reward_weights``); TRL logs each reward as ``rewards/<name>/mean`` through
+``report_to``.
 
     rankrl train recipes/demo/grpo.yaml
     accelerate launch --config_file recipes/accelerate/zero2.yaml -m trainers.grpo RECIPE.yaml key=value
@@ -20,7 +21,7 @@ from trainers.pipeline import run_cli, setup, train_and_save
 
 def main(script_args: ScriptArguments, training_args: GRPOConfig, model_args: ModelConfig) -> GRPOTrainer:
     """Optimise the recipe's rewards with GRPO starting from ``model_args.model_name_or_path``."""
-    reward_funcs = resolve_rewards(script_args.rewards)
+    reward_funcs, training_args.reward_weights = resolve_rewards(script_args.rewards)
     task, rows = setup(script_args, training_args)
     dataset = rows.map(lambda row: {"prompt": task.prompt(row)})
     trainer = GRPOTrainer(
