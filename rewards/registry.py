@@ -86,7 +86,8 @@ def resolve_rewards(specs: list[str | Mapping[str, Any]]) -> tuple[list[RewardFn
             raise TypeError(f"reward entry must be a name or a mapping with a 'name' key, got {entry!r}")
         unknown = sorted(set(entry) - set(SPEC_KEYS))
         if unknown:
-            raise ValueError(f"reward {entry['name']!r}: unknown key(s) {', '.join(unknown)}; use {SPEC_KEYS}")
+            name = entry["name"]
+            raise ValueError(f"reward {name!r}: unknown key(s) {', '.join(unknown)}; use {SPEC_KEYS}")
         args, weight = entry.get("args") or {}, entry.get("weight", 1.0)
         if not isinstance(args, Mapping) or isinstance(weight, bool) or not isinstance(weight, (int, float)):
             raise TypeError(f"reward {entry['name']!r}: 'args' must be a mapping and 'weight' a number")

@@ -154,7 +154,7 @@ def build_configs(config: dict[str, Any], config_types: Sequence[type], source: 
         config_type, annotation = owners[key]
         kwargs[config_type][key] = _coerce(value, annotation, key, source)
     if "reward_weights" in config:
-        raise RecipeError(f"{source}: key 'reward_weights': give each reward its 'weight' in 'rewards' instead")
+        raise RecipeError(f"{source}: key 'reward_weights': set each reward's 'weight' in 'rewards' instead")
     instances = []
     for config_type in config_types:
         try:
