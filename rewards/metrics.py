@@ -1,62 +1,86 @@
-"""Ranking metrics that reproduce trec_eval exactly, computed with numpy.
+"""Ranking metrics that reproduce trec_eval exactly, from doc-id rankings and qrels dicts.
 
 Conventions (those of trec_eval / pytrec_eval):
 
 - A ranking is a sequence of doc ids, best first. It is taken as already ordered: no scores are involved
-  here, so ties cannot occur (to order scored documents the trec_eval way use
-  :func:`rewards.trec_io.rank_by_score`). A doc id repeated in a ranking counts once, at its first rank.
+  here, so ties cannot occur. Scored documents are ordered the trec_eval way (score descending, then doc
+  id descending) by :func:`rewards.trec_io.rank_by_score` / :func:`rewards.trec_io.rank_runs`. A doc id
+  repeated in a ranking counts once, at its first rank (later ones are dropped and the ranks close up).
 - ``qrels`` maps doc id -> integer grade. Unjudged documents have grade 0 and negative grades count as 0.
+  The binary metrics count grade >= ``threshold`` as relevant (trec_eval ``-l``; TREC DL uses 2).
 - Per-query values; averaging over queries (trec_eval ``-c``: every qrels query, 0 for a missing one) is
   left to the caller.
 
-Every metric is built on :func:`grade_matrix`, a ``(queries, k)`` array of the grades at ranks 1..k, so a
-batch of queries is scored with array operations; the single-query functions are batches of one. Further
-rank-based metrics (MRR, P@k, MAP) can be written as reductions of the same matrix.
+Each ``*_batch`` function turns the dicts into a ``(queries, k)`` :func:`grade_matrix` (plus the ideal
+grades or relevant counts the ranking cannot show) and hands it to the array form in
+:mod:`rewards.metrics_array`, which holds the formulas; a trainer with grade arrays calls that directly.
+The single-query functions are batches of one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
+from itertools import chain
 
 import numpy as np
+
+from rewards.metrics_array import (
+    average_precision_from_grades,
+    check_k,
+    check_threshold,
+    mrr_from_grades,
+    ndcg_from_grades,
+    precision_from_grades,
+    recall_from_grades,
+)
 
 Qrels = Mapping[str, int]
 
 
-def _check_k(k: int) -> None:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"cutoff k must be a positive int, got {k!r}")
+def _distinct_prefix(ranking: Sequence[str], k: int | None) -> list[str]:
+    """The first k distinct doc ids of the ranking, each at its first rank (all of them if k is None)."""
+    top = list(ranking[:k])
+    if len(set(top)) == len(top):  # the common, duplicate-free case: no need to scan the whole ranking
+        return top
+    return list(dict.fromkeys(ranking))[:k]
 
 
-def grade_matrix(rankings: Sequence[Sequence[str]], qrels_list: Sequence[Qrels], k: int) -> np.ndarray:
-    """``G[q, r]`` = max(grade, 0) of the document at rank r+1 of query q; 0 past the ranking's end."""
-    _check_k(k)
-    grades = np.zeros((len(rankings), k))
-    for row, (ranking, qrels) in enumerate(zip(rankings, qrels_list, strict=True)):
-        top = list(dict.fromkeys(ranking))[:k]
-        grades[row, : len(top)] = [max(qrels.get(docid, 0), 0) for docid in top]
-    return grades
+def grade_matrix(
+    rankings: Sequence[Sequence[str]], qrels_list: Sequence[Qrels], k: int | None = None
+) -> np.ndarray:
+    """``G[q, r]`` = grade of the document at rank r+1 of query q (0 if unjudged or past the ranking's end).
+
+    ``k=None`` keeps every rank: the width is then the longest (duplicate-free) ranking, at least 1.
+    Grades are stored as given; the metrics treat negative ones as 0.
+    """
+    if k is not None:
+        check_k(k)
+    tops = [_distinct_prefix(ranking, k) for ranking in rankings]
+    width = k if k is not None else max(map(len, tops), default=1) or 1
+    padded = (
+        [qrels.get(docid, 0) for docid in top] + [0] * (width - len(top))
+        for top, qrels in zip(tops, qrels_list, strict=True)
+    )
+    flat = np.fromiter(chain.from_iterable(padded), dtype=float, count=len(tops) * width)
+    return flat.reshape(len(tops), width)
 
 
 def ideal_grade_matrix(qrels_list: Sequence[Qrels], k: int) -> np.ndarray:
     """``I[q, r]`` = the (r+1)-th largest positive grade among ALL judged documents of query q, else 0."""
-    _check_k(k)
-    ideal = np.zeros((len(qrels_list), k))
-    for row, qrels in enumerate(qrels_list):
-        best = sorted((grade for grade in qrels.values() if grade > 0), reverse=True)[:k]
-        ideal[row, : len(best)] = best
-    return ideal
+    check_k(k)
+    best = (sorted(qrels.values(), reverse=True)[:k] for qrels in qrels_list)
+    padded = chain.from_iterable(top + [0] * (k - len(top)) for top in best)
+    ideal = np.fromiter(padded, dtype=float, count=len(qrels_list) * k).reshape(len(qrels_list), k)
+    return np.maximum(ideal, 0.0)
 
 
-def _dcg(grades: np.ndarray) -> np.ndarray:
-    """DCG = Σ_{r=1..k} grade_r / log2(r + 1), row-wise (trec_eval's linear gain)."""
-    discounts = np.log2(np.arange(2, grades.shape[1] + 2))
-    return (grades / discounts).sum(axis=1)
-
-
-def _safe_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    """numerator / denominator, with 0 where the denominator is 0 (a query without relevant documents)."""
-    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
+def relevant_counts(qrels_list: Sequence[Qrels], threshold: int = 1) -> np.ndarray:
+    """``R[q]`` = number of judged documents of query q with grade >= threshold."""
+    check_threshold(threshold)
+    sizes = np.fromiter(map(len, qrels_list), dtype=np.int64, count=len(qrels_list))
+    grades = np.fromiter(chain.from_iterable(q.values() for q in qrels_list), dtype=float, count=sizes.sum())
+    query = np.repeat(np.arange(len(qrels_list)), sizes)
+    return np.bincount(query, weights=grades >= threshold, minlength=len(qrels_list))
 
 
 def ndcg_at_k_batch(
@@ -66,10 +90,9 @@ def ndcg_at_k_batch(
 
     The ideal ordering sorts every judged document with grade > 0 of the query (not only the retrieved
     ones) by grade, so relevant documents missing from the ranking lower the score. 0.0 when the query has
-    no document with grade > 0.
+    no document with grade > 0. See :func:`rewards.metrics_array.ndcg_from_grades`.
     """
-    dcg = _dcg(grade_matrix(rankings, qrels_list, k))
-    return _safe_ratio(dcg, _dcg(ideal_grade_matrix(qrels_list, k)))
+    return ndcg_from_grades(grade_matrix(rankings, qrels_list, k), ideal_grade_matrix(qrels_list, k), k)
 
 
 def recall_at_k_batch(
@@ -80,11 +103,37 @@ def recall_at_k_batch(
     ``threshold`` t is trec_eval's ``-l`` relevance level (2 on TREC DL) and must be >= 1; 0.0 when the
     query has no document with grade >= t.
     """
-    if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
-        raise ValueError(f"relevance threshold must be an int >= 1, got {threshold!r}")
-    hits = (grade_matrix(rankings, qrels_list, k) >= threshold).sum(axis=1).astype(float)
-    relevant = np.array([sum(grade >= threshold for grade in qrels.values()) for qrels in qrels_list], float)
-    return _safe_ratio(hits, relevant)
+    counts = relevant_counts(qrels_list, threshold)
+    return recall_from_grades(grade_matrix(rankings, qrels_list, k), counts, k, threshold)
+
+
+def precision_at_k_batch(
+    rankings: Sequence[Sequence[str]], qrels_list: Sequence[Qrels], k: int = 10, threshold: int = 1
+) -> np.ndarray:
+    """trec_eval ``P.k`` per query: |{d in top-k : grade(d) >= t}| / k, also when fewer than k retrieved."""
+    return precision_from_grades(grade_matrix(rankings, qrels_list, k), k, threshold)
+
+
+def mrr_at_k_batch(
+    rankings: Sequence[Sequence[str]], qrels_list: Sequence[Qrels], k: int | None = 10, threshold: int = 1
+) -> np.ndarray:
+    """Reciprocal rank per query: 1 / (rank of the first document with grade >= t within the top k), else 0.
+
+    Averaged over queries this is MRR@k. ``k=None`` scans the whole ranking: trec_eval ``recip_rank``.
+    """
+    return mrr_from_grades(grade_matrix(rankings, qrels_list, k), k, threshold)
+
+
+def average_precision_batch(
+    rankings: Sequence[Sequence[str]], qrels_list: Sequence[Qrels], threshold: int = 1
+) -> np.ndarray:
+    """trec_eval ``map`` per query (average precision over the whole ranking):
+
+    AP = (1/R) Σ_{r : grade_r >= t} P@r with R = |{d judged : grade(d) >= t}|, so relevant documents
+    that were not retrieved count as precision 0; 0.0 when R = 0. Averaged over queries this is MAP.
+    """
+    counts = relevant_counts(qrels_list, threshold)
+    return average_precision_from_grades(grade_matrix(rankings, qrels_list), counts, threshold)
 
 
 def ndcg_at_k(ranking: Sequence[str], qrels: Qrels, k: int = 10) -> float:
@@ -95,6 +144,21 @@ def ndcg_at_k(ranking: Sequence[str], qrels: Qrels, k: int = 10) -> float:
 def recall_at_k(ranking: Sequence[str], qrels: Qrels, k: int = 10, threshold: int = 1) -> float:
     """Recall@k of one ranking; see :func:`recall_at_k_batch`."""
     return float(recall_at_k_batch([ranking], [qrels], k, threshold)[0])
+
+
+def precision_at_k(ranking: Sequence[str], qrels: Qrels, k: int = 10, threshold: int = 1) -> float:
+    """P@k of one ranking; see :func:`precision_at_k_batch`."""
+    return float(precision_at_k_batch([ranking], [qrels], k, threshold)[0])
+
+
+def mrr_at_k(ranking: Sequence[str], qrels: Qrels, k: int | None = 10, threshold: int = 1) -> float:
+    """Reciprocal rank of one ranking (MRR@k of a single query); see :func:`mrr_at_k_batch`."""
+    return float(mrr_at_k_batch([ranking], [qrels], k, threshold)[0])
+
+
+def average_precision(ranking: Sequence[str], qrels: Qrels, threshold: int = 1) -> float:
+    """Average precision of one ranking; see :func:`average_precision_batch`."""
+    return float(average_precision_batch([ranking], [qrels], threshold)[0])
 
 
 def rbo(pred: Sequence[Hashable], gold: Sequence[Hashable], p: float = 1.0) -> float:

@@ -5,18 +5,63 @@
 
 trec_eval orders a query's retrieved documents by score descending and breaks ties by docid descending
 (``strcmp`` order, which for UTF-8 byte strings equals Python's ``str`` order); :func:`rank_by_score`
-reproduces that ordering and ``tests/test_metrics.py`` checks it against pytrec_eval.
+reproduces that ordering, :func:`rank_runs` does the same for many queries at once with numpy, and
+``tests/test_metrics.py`` checks both against pytrec_eval.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from itertools import chain
 from os import PathLike
+
+import numpy as np
 
 
 def rank_by_score(scores: Mapping[str, float]) -> list[str]:
     """Doc ids ordered the trec_eval way: score descending, then docid descending."""
-    return sorted(scores, key=lambda docid: (scores[docid], docid), reverse=True)
+    return [docid for _, docid in sorted(zip(scores.values(), scores.keys()), reverse=True)]
+
+
+def rank_runs(runs: Sequence[Mapping[str, float]], depth: int | None = None) -> list[list[str]]:
+    """``[rank_by_score(run)[:depth] for run in runs]``, computed with one numpy sort over all queries.
+
+    Scores go into a ``(queries, longest run)`` matrix whose rows are argsorted descending. The doc id
+    tie-break is only needed where two of the first ``depth`` + 1 sorted scores are equal (a tie further
+    down cannot change the top ``depth``); such rows, and rows holding a non-finite score, are ordered by
+    :func:`rank_by_score` instead, so the result is always trec_eval's order.
+    """
+    if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
+        raise ValueError(f"depth must be a positive int or None, got {depth!r}")
+    scores, sizes = _score_matrix(runs)
+    keep = scores.shape[1] if depth is None else min(depth, scores.shape[1])
+    order = np.argsort(-scores, axis=1)[:, : keep + 1]
+    fallback = _needs_tie_break(np.take_along_axis(scores, order, axis=1), sizes)
+    fallback |= ~np.isfinite(scores).all(axis=1)
+    rows = zip(runs, order[:, :keep].tolist(), np.minimum(sizes, keep).tolist(), fallback.tolist())
+    return [
+        rank_by_score(run)[:depth] if slow else _pick(list(run), ranks[:n])
+        for run, ranks, n, slow in rows
+    ]
+
+
+def _score_matrix(runs: Sequence[Mapping[str, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Scores as a ``(queries, longest run)`` matrix padded with NaN (sorted last), and the run sizes."""
+    sizes = np.fromiter(map(len, runs), dtype=np.int64, count=len(runs))
+    valid = np.arange(sizes.max(initial=0)) < sizes[:, None]
+    scores = np.full(valid.shape, np.nan)
+    scores[valid] = np.fromiter(chain.from_iterable(r.values() for r in runs), dtype=float, count=sizes.sum())
+    return scores, sizes
+
+
+def _needs_tie_break(ordered: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Rows where two adjacent sorted scores, both of real documents, are equal."""
+    real_pair = np.arange(1, ordered.shape[1]) < sizes[:, None]
+    return ((ordered[:, 1:] == ordered[:, :-1]) & real_pair).any(axis=1)
+
+
+def _pick(docids: list[str], ranks: list[int]) -> list[str]:
+    return [docids[i] for i in ranks]
 
 
 def read_qrels(path: str | PathLike[str]) -> dict[str, dict[str, int]]:

@@ -11,12 +11,11 @@ their weights (TRL's ``reward_weights``); TRL logs each reward as ``rewards/<nam
 
 from __future__ import annotations
 
-from trl import GRPOConfig, GRPOTrainer, ModelConfig, get_peft_config
+from trl import GRPOConfig, GRPOTrainer, ModelConfig
 
 from rewards import resolve_rewards
 from trainers.configs import ScriptArguments
-from trainers.modeling import load_model, load_tokenizer
-from trainers.pipeline import run_cli, setup, train_and_save
+from trainers.pipeline import policy, run_cli, setup, train_and_save
 
 
 def main(script_args: ScriptArguments, training_args: GRPOConfig, model_args: ModelConfig) -> GRPOTrainer:
@@ -25,12 +24,10 @@ def main(script_args: ScriptArguments, training_args: GRPOConfig, model_args: Mo
     task, rows = setup(script_args, training_args)
     dataset = rows.map(lambda row: {"prompt": task.prompt(row)})
     trainer = GRPOTrainer(
-        model=load_model(model_args),
         reward_funcs=reward_funcs,
         args=training_args,
         train_dataset=dataset,
-        processing_class=load_tokenizer(model_args),
-        peft_config=get_peft_config(model_args),
+        **policy(model_args),
     )
     train_and_save(trainer, script_args, task)
     return trainer

@@ -11,12 +11,13 @@ from typing import Any
 from datasets import Dataset
 from transformers import PrinterCallback, ProgressCallback, Trainer, set_seed
 from transformers.trainer_utils import get_last_checkpoint
-from trl import ModelConfig
+from trl import ModelConfig, get_peft_config
 from trl.trainer.callbacks import RichProgressCallback
 
 from trainers.configs import RecipeError, ScriptArguments, apply_overrides, build_configs, read_yaml
 from trainers.data import load_dataset_file
 from trainers.evaluate import RankingEvalCallback, evaluate_rankings
+from trainers.modeling import load_model, load_tokenizer
 from trainers.tasks import get_task
 
 logger = logging.getLogger("rankrl")
@@ -43,6 +44,15 @@ def setup(script_args: ScriptArguments, training_args: Any) -> tuple[Any, Datase
     if script_args.max_train_samples:
         rows = rows.select(range(min(script_args.max_train_samples, len(rows))))
     return get_task(script_args.task, **script_args.task_args), rows
+
+
+def policy(model_args: ModelConfig) -> dict[str, Any]:
+    """The trainer arguments that describe the policy: model, tokenizer and optional LoRA config."""
+    return {
+        "model": load_model(model_args),
+        "processing_class": load_tokenizer(model_args),
+        "peft_config": get_peft_config(model_args),
+    }
 
 
 def train_and_save(trainer: Trainer, script_args: ScriptArguments, task: Any) -> dict[str, float]:

@@ -10,11 +10,10 @@ on the completion tokens only.
 
 from __future__ import annotations
 
-from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config
+from trl import ModelConfig, SFTConfig, SFTTrainer
 
 from trainers.configs import ScriptArguments
-from trainers.modeling import load_model, load_tokenizer
-from trainers.pipeline import run_cli, setup, train_and_save
+from trainers.pipeline import policy, run_cli, setup, train_and_save
 
 
 def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> SFTTrainer:
@@ -28,11 +27,9 @@ def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: Mod
         remove_columns=rows.column_names,
     )
     trainer = SFTTrainer(
-        model=load_model(model_args),
         args=training_args,
         train_dataset=dataset,
-        processing_class=load_tokenizer(model_args),
-        peft_config=get_peft_config(model_args),
+        **policy(model_args),
     )
     train_and_save(trainer, script_args, task)
     return trainer
