@@ -3,24 +3,27 @@
 Conventions (those of trec_eval / pytrec_eval):
 
 - A ranking is a sequence of doc ids, best first. It is taken as already ordered: no scores are involved
-  here, so ties cannot occur. Scored documents are ordered the trec_eval way (score descending, then doc
-  id descending) by :func:`rewards.trec_io.rank_by_score` / :func:`rewards.trec_io.rank_runs`. A doc id
-  repeated in a ranking counts once, at its first rank (later ones are dropped and the ranks close up).
+  here, so ties cannot occur. Scored documents are ordered the trec_eval way (score rounded to float32
+  descending, then doc id descending) by :func:`rewards.trec_io.rank_by_score` /
+  :func:`rewards.trec_io.rank_runs`. A doc id repeated in a ranking counts once, at its first rank (later
+  ones are dropped and the ranks close up). Equal grades need no rule: no value depends on their order.
 - ``qrels`` maps doc id -> integer grade. Unjudged documents have grade 0 and negative grades count as 0.
   The binary metrics count grade >= ``threshold`` as relevant (trec_eval ``-l``; TREC DL uses 2).
 - Per-query values; averaging over queries (trec_eval ``-c``: every qrels query, 0 for a missing one) is
   left to the caller.
 
-Each ``*_batch`` function turns the dicts into a ``(queries, k)`` :func:`grade_matrix` (plus the ideal
+Each ``*_batch`` function turns the dicts into a ``(queries, depth)`` :func:`grade_matrix` (plus the ideal
 grades or relevant counts the ranking cannot show) and hands it to the array form in
 :mod:`rewards.metrics_array`, which holds the formulas; a trainer with grade arrays calls that directly.
-The single-query functions are batches of one.
+The single-query functions are batches of one. :func:`evaluate_batch` computes several measures from one
+grade matrix, as ``pytrec_eval.RelevanceEvaluator.evaluate`` does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
-from itertools import chain
+import re
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from itertools import chain, repeat
 
 import numpy as np
 
@@ -57,30 +60,49 @@ def grade_matrix(
         check_k(k)
     tops = [_distinct_prefix(ranking, k) for ranking in rankings]
     width = k if k is not None else max(map(len, tops), default=1) or 1
-    padded = (
-        [qrels.get(docid, 0) for docid in top] + [0] * (width - len(top))
-        for top, qrels in zip(tops, qrels_list, strict=True)
-    )
-    flat = np.fromiter(chain.from_iterable(padded), dtype=float, count=len(tops) * width)
-    return flat.reshape(len(tops), width)
+    flat: list[float] = []
+    for top, qrels in zip(tops, qrels_list, strict=True):
+        flat.extend(map(qrels.get, top, repeat(0)))
+        if len(top) < width:
+            flat.extend(repeat(0, width - len(top)))
+    return np.array(flat, dtype=float).reshape(len(tops), width)
+
+
+def judged_grade_matrix(qrels_list: Sequence[Qrels]) -> np.ndarray:
+    """``J[q, :]`` = the grades of every judged document of query q (qrels order), padded with 0.
+
+    One pass over all judgements, shared by the ideal grades and the relevant counts; its width is the
+    largest number of judgements of one query.
+    """
+    sizes = np.fromiter(map(len, qrels_list), dtype=np.int64, count=len(qrels_list))
+    judged = np.arange(sizes.max(initial=0)) < sizes[:, None]
+    grades = np.zeros(judged.shape)
+    grades[judged] = np.fromiter(chain.from_iterable(q.values() for q in qrels_list), float, sizes.sum())
+    return grades
 
 
 def ideal_grade_matrix(qrels_list: Sequence[Qrels], k: int) -> np.ndarray:
     """``I[q, r]`` = the (r+1)-th largest positive grade among ALL judged documents of query q, else 0."""
     check_k(k)
-    best = (sorted(qrels.values(), reverse=True)[:k] for qrels in qrels_list)
-    padded = chain.from_iterable(top + [0] * (k - len(top)) for top in best)
-    ideal = np.fromiter(padded, dtype=float, count=len(qrels_list) * k).reshape(len(qrels_list), k)
-    return np.maximum(ideal, 0.0)
+    return _ideal(judged_grade_matrix(qrels_list), k)
 
 
 def relevant_counts(qrels_list: Sequence[Qrels], threshold: int = 1) -> np.ndarray:
     """``R[q]`` = number of judged documents of query q with grade >= threshold."""
     check_threshold(threshold)
-    sizes = np.fromiter(map(len, qrels_list), dtype=np.int64, count=len(qrels_list))
-    grades = np.fromiter(chain.from_iterable(q.values() for q in qrels_list), dtype=float, count=sizes.sum())
-    query = np.repeat(np.arange(len(qrels_list)), sizes)
-    return np.bincount(query, weights=grades >= threshold, minlength=len(qrels_list))
+    return _relevant(judged_grade_matrix(qrels_list), threshold)
+
+
+def _ideal(judged: np.ndarray, k: int | None) -> np.ndarray:
+    """Each row's positive grades sorted descending, cut or zero-padded to width k (kept whole if None)."""
+    best = -np.sort(-np.maximum(judged, 0.0), axis=1)[:, :k]
+    ideal = np.zeros((len(judged), best.shape[1] if k is None else k))
+    ideal[:, : best.shape[1]] = best
+    return ideal
+
+
+def _relevant(judged: np.ndarray, threshold: int) -> np.ndarray:
+    return (judged >= threshold).sum(axis=1).astype(float)
 
 
 def ndcg_at_k_batch(
@@ -134,6 +156,50 @@ def average_precision_batch(
     """
     counts = relevant_counts(qrels_list, threshold)
     return average_precision_from_grades(grade_matrix(rankings, qrels_list), counts, threshold)
+
+
+_MEASURE = re.compile(r"(?P<kind>ndcg_cut|recall|P|mrr)_(?P<k>[1-9][0-9]*)|(?P<whole>recip_rank|map)")
+
+
+def evaluate_batch(
+    rankings: Sequence[Sequence[str]],
+    qrels_list: Sequence[Qrels],
+    measures: Iterable[str],
+    threshold: int = 1,
+) -> dict[str, np.ndarray]:
+    """Several measures per query from ONE grade matrix and ONE pass over the qrels, like
+    ``pytrec_eval.RelevanceEvaluator(qrels, ..., relevance_level=threshold).evaluate(run)``.
+
+    ``measures`` are pytrec_eval's result names: ``ndcg_cut_k``, ``recall_k``, ``P_k``, ``recip_rank``
+    (no cutoff) and ``map``, plus ``mrr_k`` (reciprocal rank within the top k). Values equal those of the
+    ``*_batch`` functions; computing them together skips the repeated dict lookups.
+    """
+    check_threshold(threshold)
+    parsed = {name: _parse_measure(name) for name in measures}
+    cutoffs = [k for _, k in parsed.values()]
+    grades = grade_matrix(rankings, qrels_list, None if None in cutoffs else max(cutoffs, default=1))
+    judged = judged_grade_matrix(qrels_list)
+    ideal, counts = _ideal(judged, None), _relevant(judged, threshold)
+    compute = {
+        "ndcg_cut": lambda k: ndcg_from_grades(grades, ideal, k),
+        "recall": lambda k: recall_from_grades(grades, counts, k, threshold),
+        "P": lambda k: precision_from_grades(grades, k, threshold),
+        "mrr": lambda k: mrr_from_grades(grades, k, threshold),
+        "recip_rank": lambda k: mrr_from_grades(grades, None, threshold),
+        "map": lambda k: average_precision_from_grades(grades, counts, threshold),
+    }
+    return {name: compute[kind](k) for name, (kind, k) in parsed.items()}
+
+
+def _parse_measure(name: str) -> tuple[str, int | None]:
+    match = _MEASURE.fullmatch(name)
+    if match is None:
+        raise ValueError(
+            f"unknown measure {name!r}; known: ndcg_cut_k, recall_k, P_k, mrr_k, recip_rank, map"
+        )
+    if match["whole"]:
+        return match["whole"], None
+    return match["kind"], int(match["k"])
 
 
 def ndcg_at_k(ranking: Sequence[str], qrels: Qrels, k: int = 10) -> float:

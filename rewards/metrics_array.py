@@ -9,8 +9,10 @@ permutations, ``labels[np.arange(Q)[:, None], perms]``, and score a batch withou
 
 Ties: the order of the columns *is* the ranking, so no ties exist at this level. Documents with equal
 scores must be ordered before their grades reach these functions; :func:`rewards.trec_io.rank_by_score` and
-:func:`rewards.trec_io.rank_runs` do it as trec_eval does (score descending, then doc id descending). Equal
-grades in the ideal ordering need no rule, since swapping them changes no value.
+:func:`rewards.trec_io.rank_runs` do it as trec_eval does (score rounded to float32 descending, then doc id
+descending). Equal grades in the ideal ordering need no rule, since swapping them changes no value. Sums
+run left to right (:func:`sequential_sum`), so values match pytrec_eval's bit for bit in practice and a
+query's value does not depend on the batch it is scored in.
 
 Conventions are trec_eval's (``-c`` averaging, i.e. over every judged query, is left to the caller):
 negative grades count as 0 in nDCG; a binary metric counts a document as relevant when its grade is
@@ -70,11 +72,20 @@ def safe_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
 
 
+def sequential_sum(terms: np.ndarray) -> np.ndarray:
+    """Row sums added left to right, as trec_eval's loops add them.
+
+    Neither a matrix product (BLAS rounds differently with the batch size) nor ``sum`` (its pairwise, SIMD
+    blocking changes with the width): a query's value must not depend on its batch or on zero padding.
+    """
+    return np.cumsum(terms, axis=1)[:, -1] if terms.shape[1] else np.zeros(len(terms))
+
+
 def dcg(grades: ArrayLike) -> np.ndarray:
     """DCG = Σ_{r=1..n} max(grade_r, 0) / log2(r + 1), row-wise (trec_eval's linear gain)."""
     matrix = _matrix(grades)
-    weights = 1.0 / np.log2(np.arange(2, matrix.shape[1] + 2))
-    return np.maximum(matrix, 0.0) @ weights
+    discounts = np.log2(np.arange(2, matrix.shape[1] + 2))
+    return sequential_sum(np.maximum(matrix, 0.0) / discounts)
 
 
 def ndcg_from_grades(grades: ArrayLike, ideal: ArrayLike, k: int = 10) -> np.ndarray:
@@ -89,7 +100,9 @@ def ndcg_from_grades(grades: ArrayLike, ideal: ArrayLike, k: int = 10) -> np.nda
     return safe_ratio(gains, _per_query(ideal_gains, len(gains)))
 
 
-def recall_from_grades(grades: ArrayLike, n_relevant: ArrayLike, k: int = 10, threshold: int = 1) -> np.ndarray:
+def recall_from_grades(
+    grades: ArrayLike, n_relevant: ArrayLike, k: int = 10, threshold: int = 1
+) -> np.ndarray:
     """trec_eval ``recall.k`` per query: |{r <= k : grade_r >= t}| / R, R = ``n_relevant[q]``.
 
     R is the number of judged documents of the query with grade >= t; 0 when R = 0.
@@ -121,5 +134,5 @@ def average_precision_from_grades(grades: ArrayLike, n_relevant: ArrayLike, thre
     """
     hits = _hits(grades, None, threshold)
     precision_at_rank = np.cumsum(hits, axis=1) / np.arange(1, hits.shape[1] + 1)
-    total = (precision_at_rank * hits).sum(axis=1)
+    total = sequential_sum(precision_at_rank * hits)
     return safe_ratio(total, _per_query(n_relevant, len(total)))

@@ -2,6 +2,10 @@
 
 - :func:`parse_think_answer` finds ReasonRank's ``<think>...</think> <answer>...</answer>`` structure.
 - :func:`parse_permutation` turns an answer such as ``[3] > [1] > [2]`` into 0-based candidate positions.
+- :func:`parse_setwise_label` reads Rank-R1's single label ``[k]``.
+
+Score parsers (pointwise integers, Retro*'s ``<score>`` tag, GroupRank's JSON) are in
+:mod:`rewards.parsers_scores`.
 
 Only ASCII digits 0-9 form identifiers; other characters, including non-ASCII digits, are separators.
 (ReasonRank keeps every ``str.isdigit`` character and scores 0 when ``int()`` then fails on one, e.g. on a
@@ -12,10 +16,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
-_THINK_OPEN = "<think>"
-_THINK_CLOSE_THEN_ANSWER = re.compile(r"</think>\s*<answer>")
 _ANSWER_CLOSE = "</answer>"
+_TAG_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+_SETWISE_LABEL = re.compile(r"\[([1-9][0-9]*)\]")
+_MAX_LABEL_DIGITS = 9
 _ASCII_INT = re.compile(r"[0-9]+")
 _BRACKET_ID_LIST = re.compile(r"\s*\[[0-9]+\](?:\s*>\s*\[[0-9]+\])*\s*")
 
@@ -33,6 +39,18 @@ class ThinkAnswer:
 
 
 @dataclass(frozen=True)
+class SetwiseLabel:
+    """Result of :func:`parse_setwise_label`: the 1-based label ``k`` of ``[k]``, or None with a reason."""
+
+    label: int | None
+    reason: str
+
+    @property
+    def valid(self) -> bool:
+        return self.label is not None
+
+
+@dataclass(frozen=True)
 class Permutation:
     """Result of :func:`parse_permutation`: 0-based candidate positions, best first, or None if invalid.
 
@@ -47,28 +65,63 @@ class Permutation:
         return self.order is not None
 
 
-def parse_think_answer(text: str) -> ThinkAnswer:
+def parse_think_answer(text: str, think_tag: str = "think") -> ThinkAnswer:
     """Search ``text`` for ReasonRank's ``<think>.*?</think>\\s*<answer>(.*?)</answer>`` (DOTALL, unanchored).
 
     The result equals ``re.search`` with that pattern, computed without its quadratic backtracking: a match
     can only start at the first ``<think>``, it ends the think part at the first ``</think>`` that is directly
     followed (after whitespace) by ``<answer>``, and the answer runs to the next ``</answer>``.
+    ``think_tag`` renames the first tag (GroupRank uses ``<reason>``); the reasons name it too.
     Reasons: "not_text", "missing_think", "unclosed_think", "missing_answer", "unclosed_answer".
     """
     if not isinstance(text, str):
         return ThinkAnswer(False, None, None, "not_text")
-    start = text.find(_THINK_OPEN)
+    opening, closing, boundary_pattern = _tag_pair(think_tag)
+    start = text.find(opening)
     if start < 0:
-        return ThinkAnswer(False, None, None, "missing_think")
-    body = start + len(_THINK_OPEN)
-    boundary = _THINK_CLOSE_THEN_ANSWER.search(text, body)
+        return ThinkAnswer(False, None, None, f"missing_{think_tag}")
+    body = start + len(opening)
+    boundary = boundary_pattern.search(text, body)
     if boundary is None:
-        reason = "missing_answer" if text.find("</think>", body) >= 0 else "unclosed_think"
+        reason = "missing_answer" if text.find(closing, body) >= 0 else f"unclosed_{think_tag}"
         return ThinkAnswer(False, None, None, reason)
     end = text.find(_ANSWER_CLOSE, boundary.end())
     if end < 0:
         return ThinkAnswer(False, None, None, "unclosed_answer")
     return ThinkAnswer(True, text[body : boundary.start()], text[boundary.end() : end], "")
+
+
+@lru_cache(maxsize=16)
+def _tag_pair(tag: str) -> tuple[str, str, re.Pattern[str]]:
+    """``<tag>``, ``</tag>`` and the compiled boundary ``</tag>\\s*<answer>``."""
+    if not isinstance(tag, str) or _TAG_NAME.fullmatch(tag) is None:
+        raise ValueError(f"tag name must be letters, digits, '_' or '-', got {tag!r}")
+    return f"<{tag}>", f"</{tag}>", re.compile(rf"</{tag}>\s*<answer>")
+
+
+def parse_setwise_label(text: str, n: int | None = None, *, lowercase: bool = True) -> SetwiseLabel:
+    """Rank-R1's setwise answer: the think/answer structure, then ``answer.strip()`` exactly ``[k]``.
+
+    ``lowercase`` lowercases ``text`` first, as Rank-R1's inference does (llmrankers/setwise.py); its training
+    reward (train_grpo.py) does not, see :func:`rewards.setwise.rank_r1_setwise_reward`. ``k`` must be written
+    canonically (``[3]``, not ``[03]`` or ``[ 3 ]``), so ``label == k`` exactly when ``answer.strip() ==
+    f"[{k}]"``, Rank-R1's string test. Reasons: those of :func:`parse_think_answer`, "empty_answer",
+    "not_a_label" (anything but ``[k]`` with k >= 1) and "out_of_range" (k > ``n`` when given, or k over
+    9 digits).
+    """
+    if not isinstance(text, str):
+        return SetwiseLabel(None, "not_text")
+    parsed = parse_think_answer(text.lower() if lowercase else text)
+    if not parsed.ok or parsed.answer is None:
+        return SetwiseLabel(None, parsed.reason)
+    answer = parsed.answer.strip()
+    match = _SETWISE_LABEL.fullmatch(answer)
+    if match is None:
+        return SetwiseLabel(None, "not_a_label" if answer else "empty_answer")
+    digits = match.group(1)
+    if len(digits) > _MAX_LABEL_DIGITS or (n is not None and int(digits) > n):
+        return SetwiseLabel(None, "out_of_range")
+    return SetwiseLabel(int(digits), "")
 
 
 def parse_permutation(answer: str | None, n: int, mode: str = "strict") -> Permutation:

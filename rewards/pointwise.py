@@ -1,0 +1,222 @@
+"""Pointwise rubric-score rewards (Retro*, spec §6, checklist C.6-C.7) for TRL's GRPO trainer.
+
+Each completion scores one (query, document) pair and ends with ``<score>N</score>``, N in 0..100, parsed by
+:func:`rewards.parsers_scores.parse_score_tag`. The rewards compare completions with each other:
+
+- ``retro_intra`` compares the G completions of one prompt. TRL puts them next to each other, so groups are
+  runs of ``num_generations`` consecutive completions; each process must hold whole groups (its batch a
+  multiple of G). When TRL passes ``prompts``, every group must share one prompt, else ValueError. The
+  group-aware protocol (a later step) will pass explicit group ids instead.
+- ``retro_inter`` pairs the completions of a query's positive and negative documents within the batch, read
+  from the columns ``query_id`` (any hashable) and ``is_positive`` (bool or 0/1). The batch must hold both
+  kinds for every query (a query-grouped sampler comes later); see ``on_unpaired``.
+- ``retro_composite`` = alpha · intra + (1 − alpha) · inter.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from rewards.listwise import _column, completion_text
+from rewards.parsers_scores import parse_score_tag
+from rewards.registry import register_reward
+
+TIES = ("first", "all")
+UNPAIRED = ("error", "none")
+
+
+def retro_scores(completions: Sequence[Any]) -> list[int | None]:
+    """Retro*'s 0-100 score of each completion, None where ``<score>N</score>`` does not parse."""
+    return [parse_score_tag(completion_text(completion)).value for completion in completions]
+
+
+def intra_rewards(
+    scores: Sequence[float | None], tau: float = 20.0, ties: str = "first", invalid_reward: float = -1.0
+) -> list[float]:
+    """Retro*'s R_intra over the rollouts of one (query, document) prompt (paper Eq. 1).
+
+    With s̄ the mean of the valid scores: +1 for the rollout closest to s̄, −1 for the furthest, 0 for the
+    others, only if |s_far − s̄| >= tau; otherwise all 0. Deviations are compared as |N·s_i − Σ s|, exact for
+    integer scores. Ties (design choice): ``first`` picks the first closest, then the first furthest among
+    the rest; ``all`` rewards every tied rollout, and one tied for both gets 0. An invalid rollout (None)
+    counts as infinitely far (design choice, not from the paper): it gets ``invalid_reward``, the gate
+    holds, and the closest valid rollouts get +1; the other valid rollouts get 0.
+    """
+    rewards = [0.0 if score is not None else float(invalid_reward) for score in scores]
+    valid = [index for index, score in enumerate(scores) if score is not None]
+    if not valid:
+        return rewards
+    values = np.array([scores[index] for index in valid], dtype=float)
+    deviation = np.abs(len(values) * values - values.sum())
+    has_invalid = len(valid) < len(scores)
+    if not has_invalid and deviation.max() < tau * len(values):
+        return rewards
+    closest = np.flatnonzero(deviation == deviation.min())
+    furthest = [] if has_invalid else np.flatnonzero(deviation == deviation.max())
+    if ties == "first":
+        closest = closest[:1]
+        furthest = [index for index in furthest if index != closest[0]][:1]
+    for position in set(closest) - set(furthest):
+        rewards[valid[position]] = 1.0
+    for position in set(furthest) - set(closest):
+        rewards[valid[position]] = -1.0
+    return rewards
+
+
+def inter_rewards(
+    scores: Sequence[float | None], query_ids: Sequence[Hashable], positives: Sequence[bool]
+) -> list[float | None]:
+    """Retro*'s R_inter (paper Eq. 2): pairwise wins against the opposite documents of the same query.
+
+    Positive rollout i: (1/|neg|) Σ_j 1[s_i⁺ > s_j⁻]; negative rollout j: (1/|pos|) Σ_i 1[s_j⁻ < s_i⁺], over
+    all rollouts of the query's negative / positive documents in the batch (the paper has one of each).
+    An invalid rollout (None) loses every comparison (design choice): it scores 0 and counts as beaten.
+    None for a rollout whose query has no rollout of the opposite kind in the batch. Range [0, 1].
+    """
+    groups: dict[tuple[Hashable, bool], list[float | None]] = defaultdict(list)
+    for score, query_id, positive in zip(scores, query_ids, positives, strict=True):
+        groups[(query_id, positive)].append(score)
+    sorted_valid = {key: np.sort([s for s in group if s is not None]) for key, group in groups.items()}
+    rewards: list[float | None] = []
+    for score, query_id, positive in zip(scores, query_ids, positives, strict=True):
+        opponents = groups.get((query_id, not positive), [])
+        if not opponents:
+            rewards.append(None)
+            continue
+        if score is None:
+            rewards.append(0.0)
+            continue
+        valid = sorted_valid[(query_id, not positive)]
+        beaten = (
+            np.searchsorted(valid, score, "left")
+            if positive
+            else len(valid) - np.searchsorted(valid, score, "right")
+        )
+        rewards.append(float(beaten + len(opponents) - len(valid)) / len(opponents))
+    return rewards
+
+
+@register_reward("retro_intra")
+def retro_intra_reward(
+    completions: list[Any],
+    *,
+    num_generations: int | None = None,
+    tau: float = 20.0,
+    ties: str = "first",
+    invalid_reward: float = -1.0,
+    **columns: Any,
+) -> list[float]:
+    """Retro*'s intra-document consistency reward, per group of ``num_generations`` consecutive completions.
+
+    R = :func:`intra_rewards` of the group's scores. Paper constants: tau = 20, the values +1 / −1 / 0.
+    Design choices (not from the paper): ``ties`` and ``invalid_reward`` (−1, "treated as furthest").
+    ``num_generations`` must equal ``GRPOConfig.num_generations``. Range {−1, 0, 1} ∪ {invalid_reward}.
+    """
+    _check_intra_options("retro_intra", tau, ties)
+    size = _group_size("retro_intra", num_generations, len(completions), columns.get("prompts"))
+    scores = retro_scores(completions)
+    rewards: list[float] = []
+    for start in range(0, len(scores), size):
+        rewards.extend(intra_rewards(scores[start : start + size], tau, ties, invalid_reward))
+    return rewards
+
+
+@register_reward("retro_inter")
+def retro_inter_reward(
+    completions: list[Any], *, on_unpaired: str = "error", **columns: Any
+) -> list[float | None]:
+    """Retro*'s inter-document reward: :func:`inter_rewards` over the batch, by ``query_id``/``is_positive``.
+
+    ``on_unpaired``: a completion whose query has no opposite document in the batch raises ValueError
+    (``error``) or gets None (``none``; TRL ignores None in the weighted sum). Range [0, 1] (or None).
+    """
+    return _inter("retro_inter", completions, columns, on_unpaired)
+
+
+@register_reward("retro_composite")
+def retro_composite_reward(
+    completions: list[Any],
+    *,
+    alpha: float = 0.75,
+    num_generations: int | None = None,
+    tau: float = 20.0,
+    ties: str = "first",
+    invalid_reward: float = -1.0,
+    on_unpaired: str = "error",
+    **columns: Any,
+) -> list[float | None]:
+    """Retro*'s reward R = alpha · R_intra + (1 − alpha) · R_inter (paper §3.2.2; spec §6 (b)).
+
+    Paper constants: alpha = 0.75, tau = 20. See :func:`retro_intra_reward` and :func:`retro_inter_reward`
+    for the arguments; a completion without an inter reward (``on_unpaired="none"``) gets None. Range with
+    the defaults: [−0.75, 1].
+    """
+    if not (isinstance(alpha, (int, float)) and 0.0 <= alpha <= 1.0):
+        raise ValueError(f"reward 'retro_composite': alpha must be in [0, 1], got {alpha!r}")
+    inter = _inter("retro_composite", completions, columns, on_unpaired)
+    intra = retro_intra_reward(
+        completions,
+        num_generations=num_generations,
+        tau=tau,
+        ties=ties,
+        invalid_reward=invalid_reward,
+        **columns,
+    )
+    return [None if b is None else alpha * a + (1.0 - alpha) * b for a, b in zip(intra, inter, strict=True)]
+
+
+def _inter(
+    name: str, completions: list[Any], columns: Mapping[str, Any], on_unpaired: str
+) -> list[float | None]:
+    if on_unpaired not in UNPAIRED:
+        raise ValueError(f"reward {name!r}: unknown on_unpaired {on_unpaired!r}; expected error or none")
+    query_ids = _column(name, columns, "query_id", len(completions))
+    positives = [_flag(name, value) for value in _column(name, columns, "is_positive", len(completions))]
+    try:
+        rewards = inter_rewards(retro_scores(completions), query_ids, positives)
+    except TypeError as error:
+        raise ValueError(f"reward {name!r}: 'query_id' values must be hashable ({error})") from None
+    missing = [row for row, reward in enumerate(rewards) if reward is None]
+    if missing and on_unpaired == "error":
+        raise ValueError(
+            f"reward {name!r}: query {query_ids[missing[0]]!r} (row {missing[0]}) has no "
+            f"{'negative' if positives[missing[0]] else 'positive'} document in the batch; keep a query's "
+            "positive and negative documents in one batch, or set on_unpaired: none"
+        )
+    return rewards
+
+
+def _flag(name: str, value: Any) -> bool:
+    if isinstance(value, (bool, np.bool_)) or value in (0, 1):
+        return bool(value)
+    raise ValueError(f"reward {name!r}: 'is_positive' must be a bool or 0/1, got {value!r}")
+
+
+def _check_intra_options(name: str, tau: float, ties: str) -> None:
+    if not (isinstance(tau, (int, float)) and tau >= 0):
+        raise ValueError(f"reward {name!r}: tau must be a number >= 0, got {tau!r}")
+    if ties not in TIES:
+        raise ValueError(f"reward {name!r}: unknown ties {ties!r}; expected first or all")
+
+
+def _group_size(name: str, num_generations: Any, size: int, prompts: Sequence[Any] | None) -> int:
+    """``num_generations``, checked against the batch size and, when given, the prompts of each group."""
+    if isinstance(num_generations, bool) or not isinstance(num_generations, int) or num_generations < 1:
+        raise ValueError(
+            f"reward {name!r} needs num_generations (a positive int equal to GRPOConfig.num_generations), "
+            f"got {num_generations!r}"
+        )
+    if size % num_generations:
+        raise ValueError(f"reward {name!r}: {size} completions do not form groups of {num_generations}")
+    if prompts is not None:
+        for start in range(0, size, num_generations):
+            if any(prompt != prompts[start] for prompt in prompts[start + 1 : start + num_generations]):
+                raise ValueError(
+                    f"reward {name!r}: rows {start}-{start + num_generations - 1} do not share one prompt; "
+                    "num_generations must equal GRPOConfig.num_generations"
+                )
+    return num_generations
