@@ -4,8 +4,9 @@ Importing this package registers the built-in rewards (``reasonrank``, ``ndcg``,
 ``rank_r1_setwise``, ``grouprank``, ``retro_intra``, ``retro_inter``, ``retro_composite``); recipes refer to
 them by name through :func:`get_reward` / :func:`resolve_rewards`.
 
-- :mod:`rewards.metrics`: trec_eval-exact nDCG@k and Recall@k, and RBO / average overlap.
-- :mod:`rewards.trec_io`: TREC qrels and run readers.
+- :mod:`rewards.metrics`: trec_eval-exact nDCG@k, Recall@k, P@k, MRR, MAP from rankings and qrels dicts,
+  and RBO / average overlap; :mod:`rewards.metrics_array`: the same on (queries x candidates) grade arrays.
+- :mod:`rewards.trec_io`: TREC qrels and run readers, score ranking with trec_eval's tie order.
 - :mod:`rewards.parsers`, :mod:`rewards.parsers_scores`: never-raising parsers of model output.
 - :mod:`rewards.registry`: name -> reward function, with factory arguments.
 - :mod:`rewards.listwise`: ReasonRank-style listwise rewards.
