@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+from transformers.integrations import is_deepspeed_zero3_enabled
 
 from rewards.metrics import ndcg_at_k_batch
 from trainers.data import labels_to_qrels
@@ -38,7 +39,11 @@ def generate_completions(
     batch_size: int = 64,
     max_new_tokens: int = 64,
 ) -> list[str]:
-    """Greedy completions for chat prompts, batched with left padding; model mode and padding restored."""
+    """Greedy completions for chat prompts, batched with left padding; model mode and padding restored.
+
+    Under DeepSpeed ZeRO-3 every rank holds a shard of the weights, so all ranks generate in lockstep
+    (``synced_gpus``) until the longest sequence on any rank is done.
+    """
     was_training, padding_side = model.training, tokenizer.padding_side
     model.eval()
     tokenizer.padding_side = "left"
@@ -52,7 +57,11 @@ def generate_completions(
             return_dict=True,
         ).to(model.device)
         output = model.generate(
-            **batch, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+            **batch,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+            synced_gpus=is_deepspeed_zero3_enabled(),
         )
         new_tokens = output[:, batch["input_ids"].shape[1] :]
         completions += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
@@ -98,8 +107,8 @@ def random_order_ndcg(
 class RankingEvalCallback(TrainerCallback):
     """Log held-out ``eval_ndcg@k`` every ``every`` steps through the trainer's ``report_to`` loggers.
 
-    Generation runs on each process over the same rows, so it suits single-process and data-parallel runs;
-    under ZeRO-3 every rank must join ``generate``, which this does since all ranks run the callback.
+    Every process generates for the same rows (all ranks must join ``generate`` under ZeRO-3); the trainer
+    logs from the main process only.
     """
 
     def __init__(self, trainer: Any, rows: Sequence[dict[str, Any]], task: Any, every: int, k: int = 10):
