@@ -74,7 +74,7 @@ def smoke_overrides(stage: str, workspace: ToyWorkspace, output_dir: Path) -> di
         "bf16": False,
         "fp16": False,
         "use_cpu": not torch.cuda.is_available(),
-        "gradient_checkpointing": False,
+        "activation_checkpointing": False,
         "deepspeed": None,
         "dtype": "float32",
         "attn_implementation": None,
