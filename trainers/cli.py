@@ -1,4 +1,4 @@
-"""The ``rankrl`` command line: ``train`` a recipe (optionally ``--smoke``) and run the ``demo``.
+"""The ``rankrl`` command line: ``train`` a recipe (optionally ``--smoke``), run the ``demo``, ``doctor``.
 
 ``rankrl train RECIPE`` runs the recipe's stage in this process on one device; on a machine with several
 GPUs it re-executes itself under ``accelerate launch`` with the accelerate config the recipe names
@@ -79,7 +79,13 @@ def train(args: argparse.Namespace) -> None:
     launch = args.launch or config.get("launch")
     import torch
 
-    if launch and not args.smoke and torch.cuda.device_count() > 1 and "LOCAL_RANK" not in os.environ:
+    # An explicit --launch always launches; the recipe's own config only where several GPUs are visible.
+    inside_launcher = "LOCAL_RANK" in os.environ
+    wanted = bool(args.launch) or torch.cuda.device_count() > 1
+    if launch and wanted and not args.smoke and not inside_launcher:
+        from trainers.launch import validate_launch
+
+        validate_launch(launch, config)  # one-line RecipeError before any model or data is loaded
         raise SystemExit(subprocess.call(_launch_command(launch, STAGES[stage], args.recipe, overrides)))
     module.main(*build_configs(config, stage_config_types(stage), args.recipe))
 
@@ -89,6 +95,13 @@ def demo(args: argparse.Namespace) -> None:
     from trainers.demo import run_demo
 
     run_demo(Path(args.output_dir), seed=args.seed)
+
+
+def doctor(args: argparse.Namespace) -> None:
+    """Print versions, devices, environment and known traps; exit 1 on a known-bad combination."""
+    from trainers.doctor import run_doctor
+
+    raise SystemExit(run_doctor(launch=args.launch, recipe=args.recipe))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo_parser.add_argument("--output-dir", default="outputs/demo", help="where data, checkpoints, plot go")
     demo_parser.add_argument("--seed", type=int, default=0, help="seed for data, model and training")
     demo_parser.set_defaults(handler=demo)
+    doctor_parser = commands.add_parser("doctor", help="check versions, devices and known launch traps")
+    doctor_parser.add_argument("--launch", help="also validate this accelerate config on this machine")
+    doctor_parser.add_argument("--recipe", help="recipe to validate the --launch config against")
+    doctor_parser.set_defaults(handler=doctor)
     return parser
 
 
