@@ -1,8 +1,8 @@
 """Reward functions for training LLM rerankers with TRL, plus the metrics and parsers they are built on.
 
 Importing this package registers the built-in rewards (``reasonrank``, ``ndcg``, ``listwise_format``,
-``rank_r1_setwise``, ``grouprank``, ``retro_intra``, ``retro_inter``, ``retro_composite``); recipes refer to
-them by name through :func:`get_reward` / :func:`resolve_rewards`.
+``listwise_monitor``, ``rank_r1_setwise``, ``grouprank``, ``retro_intra``, ``retro_inter``,
+``retro_composite``); recipes refer to them by name through :func:`get_reward` / :func:`resolve_rewards`.
 
 - :mod:`rewards.metrics`: trec_eval-exact nDCG@k, Recall@k, P@k, MRR, MAP from rankings and qrels dicts,
   and RBO / average overlap; :mod:`rewards.metrics_array`: the same on (queries x candidates) grade arrays.
@@ -10,6 +10,7 @@ them by name through :func:`get_reward` / :func:`resolve_rewards`.
 - :mod:`rewards.parsers`, :mod:`rewards.parsers_scores`: never-raising parsers of model output.
 - :mod:`rewards.registry`: name -> reward function, with factory arguments.
 - :mod:`rewards.listwise`: ReasonRank-style listwise rewards.
+- :mod:`rewards.monitors`: weight-0 monitors (invalid-output reasons, identity rate, order correlation).
 - :mod:`rewards.setwise`: Rank-R1's exact-match setwise reward.
 - :mod:`rewards.groupwise`: GroupRank's reward and the score-distribution / score-ranking helpers.
 - :mod:`rewards.pointwise`: Retro*'s intra-, inter-document and composite rewards.
@@ -17,6 +18,7 @@ them by name through :func:`get_reward` / :func:`resolve_rewards`.
 
 from rewards.groupwise import grouprank_reward
 from rewards.listwise import listwise_format_reward, ndcg_reward, reasonrank_reward
+from rewards.monitors import listwise_monitor
 from rewards.pointwise import retro_composite_reward, retro_inter_reward, retro_intra_reward
 from rewards.registry import available_rewards, get_reward, register_reward, resolve_rewards
 from rewards.setwise import rank_r1_setwise_reward
@@ -26,6 +28,7 @@ __all__ = [
     "get_reward",
     "grouprank_reward",
     "listwise_format_reward",
+    "listwise_monitor",
     "ndcg_reward",
     "rank_r1_setwise_reward",
     "reasonrank_reward",

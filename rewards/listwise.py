@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from rewards.metrics import ndcg_at_k_batch, rbo, recall_at_k_batch
-from rewards.parsers import MODES, parse_permutation, parse_think_answer
+from rewards.parsers import MODES, Permutation, parse_permutation, parse_think_answer
 from rewards.registry import register_reward
 
 
@@ -94,6 +94,17 @@ def completion_text(completion: Any) -> str:
     return ""
 
 
+def read_listwise_answer(completion: Any, n: int, mode: str) -> tuple[bool, Permutation]:
+    """Both gates on one completion of ``n`` candidates: (format ok, the parsed permutation).
+
+    When the think/answer format fails, the permutation is invalid and carries the format reason.
+    """
+    parsed = parse_think_answer(completion_text(completion))
+    if not parsed.ok:
+        return False, Permutation(None, parsed.reason)
+    return True, parse_permutation(parsed.answer, n, mode)
+
+
 def _gate_or_rank(
     name: str,
     completions: list[Any],
@@ -110,9 +121,9 @@ def _gate_or_rank(
     rankings: list[list[str]] = []
     for completion, row in zip(completions, candidates, strict=True):
         doc_ids = _doc_ids(name, row)
-        parsed = parse_think_answer(completion_text(completion))
-        order = parse_permutation(parsed.answer, len(doc_ids), mode).order if parsed.ok else None
-        gates.append(None if order is not None else float(format_fail if not parsed.ok else answer_fail))
+        format_ok, permutation = read_listwise_answer(completion, len(doc_ids), mode)
+        order = permutation.order
+        gates.append(None if order is not None else float(format_fail if not format_ok else answer_fail))
         rankings.append([doc_ids[index] for index in order] if order is not None else [])
     return gates, rankings
 

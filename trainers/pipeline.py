@@ -19,6 +19,7 @@ from trainers.data import load_dataset_file
 from trainers.evaluate import RankingEvalCallback, evaluate_rankings
 from trainers.modeling import load_model, load_tokenizer
 from trainers.tasks import get_task
+from trainers.throughput import ThroughputCallback
 
 logger = logging.getLogger("rankrl")
 
@@ -61,6 +62,8 @@ def train_and_save(trainer: Trainer, script_args: ScriptArguments, task: Any) ->
     eval_rows = eval_rows[: script_args.eval_max_samples]
     if eval_rows and script_args.eval_steps_ndcg:
         trainer.add_callback(RankingEvalCallback(trainer, eval_rows, task, script_args.eval_steps_ndcg))
+    throughput = ThroughputCallback(trainer)
+    trainer.add_callback(throughput)
     if script_args.rich_progress:
         trainer.remove_callback(ProgressCallback)
         trainer.remove_callback(PrinterCallback)
@@ -70,7 +73,7 @@ def train_and_save(trainer: Trainer, script_args: ScriptArguments, task: Any) ->
     if checkpoint:
         logger.info("resuming from %s", checkpoint)
     result = trainer.train(resume_from_checkpoint=checkpoint)
-    metrics = dict(result.metrics)
+    metrics = {**result.metrics, **throughput.summary}
     trainer.save_model(output_dir)
     if eval_rows:
         final = evaluate_rankings(trainer.model, trainer.processing_class, eval_rows, task)
