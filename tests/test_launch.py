@@ -281,9 +281,10 @@ def test_train_on_gpus_validates_then_launches(tmp_path, monkeypatch, capsys, st
     with pytest.raises(SystemExit) as caught:
         cli.main(["train", _recipe(tmp_path)])
     assert caught.value.code == 0 and not stub_train["main"]
-    assert stub_train["launch"][0][:4] == [
-        "accelerate",
-        "launch",
+    assert stub_train["launch"][0][:5] == [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
         "--config_file",
         "recipes/accelerate/zero3.yaml",
     ]

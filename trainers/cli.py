@@ -60,9 +60,8 @@ def _smoke_overrides(recipe: str, config: dict[str, Any], stage: str) -> dict[st
 
 
 def _launch_command(launch: str, module: str, recipe: str, overrides: list[str]) -> list[str]:
-    if not Path(launch).is_file():
-        raise SystemExit(f"launch config {launch!r}: no such file")
-    return ["accelerate", "launch", "--config_file", launch, "-m", module, recipe, *overrides]
+    launcher = [sys.executable, "-m", "accelerate.commands.launch"]  # this environment's accelerate
+    return [*launcher, "--config_file", launch, "-m", module, recipe, *overrides]
 
 
 def train(args: argparse.Namespace) -> None:

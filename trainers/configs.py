@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from collections.abc import Sequence
@@ -22,6 +23,24 @@ import yaml
 
 class RecipeError(ValueError):
     """A recipe or override that cannot be turned into configs; the message is one line."""
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false are booleans, so ``save_strategy: no`` stays the string "no"."""
+
+
+_RecipeLoader.yaml_implicit_resolvers = {
+    first: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse recipe YAML (YAML 1.2 booleans)."""
+    return yaml.load(text, Loader=_RecipeLoader)
 
 
 @dataclass
@@ -78,7 +97,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise RecipeError(f"{path}: no such recipe file")
     try:
-        content = yaml.safe_load(path.read_text()) or {}
+        content = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise RecipeError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
     if not isinstance(content, dict):
@@ -93,7 +112,7 @@ def apply_overrides(config: dict[str, Any], overrides: Sequence[str]) -> dict[st
         key, sep, value = override.partition("=")
         if not sep or not key:
             raise RecipeError(f"override {override!r}: expected key=value")
-        updated[key.strip()] = yaml.safe_load(value) if value else None
+        updated[key.strip()] = load_yaml(value) if value else None
     return updated
 
 
