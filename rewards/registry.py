@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -67,11 +68,29 @@ def get_reward(spec: str, **kwargs: Any) -> RewardFn:
             raise ValueError(
                 f"dataset column(s) {', '.join(clashes)} clash with arguments of reward {name!r}"
             )
-        return fn(completions, **columns, **kwargs)
+        return _checked(name, fn(completions, **columns, **kwargs), len(completions), columns)
 
     reward.__name__ = reward.__qualname__ = name
     reward.__doc__ = fn.__doc__
     return reward
+
+
+def _checked(name: str, values: Any, size: int, columns: Mapping[str, Any]) -> list[float | None]:
+    """A reward's output, or a one-line ValueError naming the reward and the row if it is not usable.
+
+    TRL would read a NaN as "not applicable" and drop it silently; ``None`` (really not applicable) passes.
+    """
+    values = list(values)
+    if len(values) != size:
+        raise ValueError(f"reward {name!r} returned {len(values)} values for {size} completions")
+    for row, value in enumerate(values):
+        if value is not None and not math.isfinite(value):
+            query = columns.get("query_id")
+            where = f"completion {row}" + (f" (query_id {query[row]!r})" if query else "")
+            raise ValueError(
+                f"reward {name!r} returned {value!r} for {where}; expected a finite number or None"
+            )
+    return values
 
 
 SPEC_KEYS = ("name", "weight", "args")

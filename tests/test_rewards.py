@@ -214,3 +214,16 @@ def test_resolve_rewards():
 def test_registering_a_taken_name_raises():
     with pytest.raises(ValueError, match="'ndcg' is taken"):
         register_reward("ndcg")(constant_reward)
+
+
+def nan_reward(completions, **columns):
+    return [0.5, float("nan")][: len(completions)]
+
+
+def test_unusable_reward_output_names_the_reward_and_row():
+    reward = get_reward(f"{__name__}:nan_reward")
+    with pytest.raises(ValueError, match=r"'nan_reward' returned nan for completion 1 \(query_id 'q2'\)"):
+        reward(["a", "b"], query_id=["q1", "q2"])
+    with pytest.raises(ValueError, match="'nan_reward' returned 2 values for 3 completions"):
+        reward(["a", "b", "c"])
+    assert reward(["a"]) == [0.5]
