@@ -19,12 +19,11 @@ import importlib.util
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import bm25s
 
-from data_synth.sources import Corpus, Qrels, Queries, doc_text, ranking_row, rows_from_run
-from trainers.data import DataError, write_dataset
+from data_synth.sources import Corpus, Qrels, Queries, doc_text, ranking_row
+from trainers.data import DataError
 
 TOKEN_PATTERN = r"(?u)\b\w+\b"
 Stemmer = Callable[[list[str]], list[str]]
@@ -149,16 +148,3 @@ def mine_candidates(
             ranked = mix_positives(ranked, qrels.get(qid, {}), positives, random.Random(f"{seed}:{qid}"))
         rows.append(ranking_row(qid, queries[qid], [(d, doc_text(corpus[d])) for d in ranked], qrels))
     return rows
-
-
-def candidates_from_run(
-    run: Mapping[str, list[str]], corpus: Corpus, queries: Queries, qrels: Qrels | None = None, k: int = 100
-) -> list[dict]:
-    """Ranking rows from an existing run (e.g. :func:`data_synth.sources.read_run_file`), top ``k``."""
-    return rows_from_run(dict(run), queries, corpus, qrels, k)
-
-
-def write_candidates(rows: list[dict], path: str | Path) -> Path:
-    """Check and write ranking rows with :func:`trainers.data.write_dataset` (``.jsonl`` or ``.parquet``)."""
-    write_dataset(rows, Path(path), kind="ranking")
-    return Path(path)

@@ -23,7 +23,7 @@ from data_synth.filters import (
     self_consistency_filter,
     verify_answers,
 )
-from data_synth.mining import BM25Index, mine_candidates, mix_positives, write_candidates
+from data_synth.mining import BM25Index, mine_candidates, mix_positives
 from data_synth.sources import (
     read_beir,
     read_corpus,
@@ -35,7 +35,7 @@ from data_synth.sources import (
 )
 from rewards.metrics import evaluate_batch, ndcg_at_k
 from rewards.trec_io import read_qrels, read_run
-from trainers.data import DataError, labels_to_qrels, load_dataset_file
+from trainers.data import DataError, labels_to_qrels, load_dataset_file, write_dataset
 
 REAL = Path(__file__).resolve().parents[2] / "shared/data/real"
 SCIFACT, DL19 = REAL / "beir-scifact", REAL / "trec-dl19"
@@ -89,7 +89,8 @@ def test_mining_rows_and_positive_mix(scifact, tmp_path):
     assert sum(bool(r["labels"]) for r in plain) < len(plain)
     again = mine_candidates(corpus, some, k=10, qrels=qrels, positives=1, seed=3, index=index)
     assert again == mixed
-    loaded = load_dataset_file(write_candidates(mixed, tmp_path / "mined.jsonl"))
+    write_dataset(mixed, tmp_path / "mined.jsonl")
+    loaded = load_dataset_file(tmp_path / "mined.jsonl")
     assert loaded[0]["candidates"] == mixed[0]["candidates"]
 
 
@@ -118,7 +119,7 @@ def test_dl19_rankllm_round_trip(tmp_path):
     ndcg = sum(ndcg_at_k([c["doc_id"] for c in r["candidates"]], qrels[r["query_id"]]) for r in rows) / 43
     assert ndcg == pytest.approx(0.5058, abs=1e-4)
     for suffix in (".jsonl", ".parquet"):
-        write_candidates(rows, tmp_path / f"dl19{suffix}")
+        write_dataset(rows, tmp_path / f"dl19{suffix}")
         loaded = load_dataset_file(tmp_path / f"dl19{suffix}")
         assert [dict(r) for r in loaded] == rows
     trec = read_trec(
