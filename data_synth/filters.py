@@ -3,9 +3,8 @@
 - :func:`self_consistency_filter` is ReasonRank's filter (arXiv 2508.07050 §4.1): keep a row when nDCG@10 of
   its ``teacher_order`` against its own ``labels`` is at least ``alpha`` (0.4 in the paper, grid over
   [0.1, 0.7]). nDCG comes from :func:`rewards.metrics.ndcg_at_k` (trec_eval's linear gain).
-- :func:`answers_match` / :func:`verify_answers` do normalised exact match for reasoning data: the final
-  answer is what follows the last ``#### `` (GSM8K) if present, stripped of commas, ``$`` and a trailing
-  period; two answers that both parse as numbers match when the numbers are equal (``18.00`` == ``18``).
+- :func:`verify_answers` does normalised exact match for reasoning data with
+  :func:`rewards.answers.answers_match` (the rewards use the same answer extraction).
 - :func:`decontaminate` drops training rows sharing an n-gram (``n=13``, as in GPT-3's decontamination) of
   lower-cased word tokens with any evaluation topic and reports which row overlapped which topic. A text
   shorter than ``n`` words counts as one n-gram of its whole length, so a short query is caught when it
@@ -21,8 +20,8 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 
+from rewards.answers import answers_match, final_answer
 from rewards.metrics import ndcg_at_k
 from trainers.data import labels_to_qrels
 
@@ -71,29 +70,6 @@ def self_consistency_filter(
         else:
             stats.drop(reason)
     return kept, stats
-
-
-def final_answer(text: str) -> str:
-    """The part after the last ``#### `` (GSM8K's answer marker), or the whole text, stripped."""
-    marker = text.rfind("####")
-    return (text[marker + 4 :] if marker >= 0 else text).strip()
-
-
-def normalize_answer(text: str) -> str:
-    """Strip, drop commas and ``$``, a trailing period and spaces; numbers in canonical decimal form."""
-    answer = final_answer(text).replace(",", "").replace("$", "").strip().rstrip(".").strip()
-    try:
-        number = Decimal(answer)
-    except InvalidOperation:
-        return " ".join(answer.lower().split())
-    if not number.is_finite():
-        return answer.lower()
-    return format(number.normalize(), "f") if number != 0 else "0"
-
-
-def answers_match(predicted: str, reference: str) -> bool:
-    """Normalised exact match of two answers (see :func:`normalize_answer`)."""
-    return normalize_answer(predicted) == normalize_answer(reference)
 
 
 def verify_answers(

@@ -1,30 +1,45 @@
 """Reward functions for training LLM rerankers with TRL, plus the metrics and parsers they are built on.
 
 Importing this package registers the built-in rewards (``reasonrank``, ``ndcg``, ``listwise_format``,
-``listwise_monitor``, ``rank_r1_setwise``, ``grouprank``, ``retro_intra``, ``retro_inter``,
-``retro_composite``); recipes refer to them by name through :func:`get_reward` / :func:`resolve_rewards`.
+``listwise_monitor``, ``rank_r1_setwise``, ``grouprank``, ``group_consensus``, ``retro_intra``,
+``retro_inter``, ``retro_composite``, ``erank_rr``, ``erank_se``, ``mrt_progress``, ``answer_match``);
+recipes refer to them by name through :func:`get_reward` / :func:`resolve_rewards`.
 
 - :mod:`rewards.metrics`: trec_eval-exact nDCG@k, Recall@k, P@k, MRR, MAP from rankings and qrels dicts,
   and RBO / average overlap; :mod:`rewards.metrics_array`: the same on (queries x candidates) grade arrays.
 - :mod:`rewards.trec_io`: TREC qrels and run readers, score ranking with trec_eval's tie order.
 - :mod:`rewards.parsers`, :mod:`rewards.parsers_scores`: never-raising parsers of model output.
-- :mod:`rewards.registry`: name -> reward function, with factory arguments.
+- :mod:`rewards.registry`: name -> reward function, with factory arguments; :mod:`rewards.groups`: the
+  group-aware protocol (scopes, ``group_ids``, the injected policy sampler).
 - :mod:`rewards.listwise`: ReasonRank-style listwise rewards.
 - :mod:`rewards.monitors`: weight-0 monitors (invalid-output reasons, identity rate, order correlation).
 - :mod:`rewards.setwise`: Rank-R1's exact-match setwise reward.
 - :mod:`rewards.groupwise`: GroupRank's reward and the score-distribution / score-ranking helpers.
 - :mod:`rewards.pointwise`: Retro*'s intra-, inter-document and composite rewards.
+- :mod:`rewards.erank`: ERank's cross-prompt r_RR / r_nDCG and pointwise r_SE rewards.
+- :mod:`rewards.consensus`: agreement with the group's Borda consensus ranking.
+- :mod:`rewards.answers`, :mod:`rewards.progress`: final-answer match and MRT's progress bonus.
 """
 
+from rewards.answers import answer_match_reward
+from rewards.consensus import group_consensus_reward
+from rewards.erank import erank_rr_reward, erank_se_reward
 from rewards.groupwise import grouprank_reward
 from rewards.listwise import listwise_format_reward, ndcg_reward, reasonrank_reward
 from rewards.monitors import listwise_monitor
 from rewards.pointwise import retro_composite_reward, retro_inter_reward, retro_intra_reward
-from rewards.registry import available_rewards, get_reward, register_reward, resolve_rewards
+from rewards.progress import mrt_progress_reward
+from rewards.registry import RewardError, available_rewards, get_reward, register_reward, resolve_rewards
 from rewards.setwise import rank_r1_setwise_reward
 
 __all__ = [
+    "RewardError",
+    "answer_match_reward",
     "available_rewards",
+    "erank_rr_reward",
+    "erank_se_reward",
+    "group_consensus_reward",
+    "mrt_progress_reward",
     "get_reward",
     "grouprank_reward",
     "listwise_format_reward",

@@ -3,14 +3,13 @@
 Each completion scores one (query, document) pair and ends with ``<score>N</score>``, N in 0..100, parsed by
 :func:`rewards.parsers_scores.parse_score_tag`. The rewards compare completions with each other:
 
-- ``retro_intra`` compares the G completions of one prompt. TRL puts them next to each other, so groups are
-  runs of ``num_generations`` consecutive completions; each process must hold whole groups (its batch a
-  multiple of G). When TRL passes ``prompts``, every group must share one prompt, else ValueError. The
-  group-aware protocol (a later step) will pass explicit group ids instead.
-- ``retro_inter`` pairs the completions of a query's positive and negative documents within the batch, read
-  from the columns ``query_id`` (any hashable) and ``is_positive`` (bool or 0/1). The batch must hold both
-  kinds for every query (a query-grouped sampler comes later); see ``on_unpaired``.
-- ``retro_composite`` = alpha · intra + (1 − alpha) · inter.
+- ``retro_intra`` (scope ``group``) compares the G completions of one prompt, grouped by the ``group_ids``
+  column of the group-aware protocol (:mod:`rewards.groups`).
+- ``retro_inter`` (scope ``query``) pairs the completions of a query's positive and negative documents
+  within the batch, read from the columns ``query_id`` (any hashable) and ``is_positive`` (bool or 0/1).
+  Under rankrl's GRPO trainer the batch is gathered from all processes and the query-grouped sampler
+  (``group_by_query: true``) keeps a query's documents together; see ``on_unpaired``.
+- ``retro_composite`` (scope ``query``) = alpha · intra + (1 − alpha) · inter.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from rewards.groups import group_rows
 from rewards.listwise import _column, completion_text
 from rewards.parsers_scores import parse_score_tag
 from rewards.registry import register_reward
@@ -100,32 +100,33 @@ def inter_rewards(
     return rewards
 
 
-@register_reward("retro_intra")
+@register_reward("retro_intra", scope="group")
 def retro_intra_reward(
     completions: list[Any],
     *,
-    num_generations: int | None = None,
     tau: float = 20.0,
     ties: str = "first",
     invalid_reward: float = -1.0,
     **columns: Any,
 ) -> list[float]:
-    """Retro*'s intra-document consistency reward, per group of ``num_generations`` consecutive completions.
+    """Retro*'s intra-document consistency reward over the completions of each group (``group_ids``).
 
     R = :func:`intra_rewards` of the group's scores. Paper constants: tau = 20, the values +1 / −1 / 0.
     Design choices (not from the paper): ``ties`` and ``invalid_reward`` (−1, "treated as furthest").
-    ``num_generations`` must equal ``GRPOConfig.num_generations``. Range {−1, 0, 1} ∪ {invalid_reward}.
+    Range {−1, 0, 1} ∪ {invalid_reward}.
     """
     _check_intra_options("retro_intra", tau, ties)
-    size = _group_size("retro_intra", num_generations, len(completions), columns.get("prompts"))
     scores = retro_scores(completions)
-    rewards: list[float] = []
-    for start in range(0, len(scores), size):
-        rewards.extend(intra_rewards(scores[start : start + size], tau, ties, invalid_reward))
+    rewards = [0.0] * len(scores)
+    for rows in group_rows("retro_intra", columns, len(scores)):
+        for row, value in zip(
+            rows, intra_rewards([scores[r] for r in rows], tau, ties, invalid_reward), strict=True
+        ):
+            rewards[row] = value
     return rewards
 
 
-@register_reward("retro_inter")
+@register_reward("retro_inter", scope="query")
 def retro_inter_reward(
     completions: list[Any], *, on_unpaired: str = "error", **columns: Any
 ) -> list[float | None]:
@@ -137,12 +138,11 @@ def retro_inter_reward(
     return _inter("retro_inter", completions, columns, on_unpaired)
 
 
-@register_reward("retro_composite")
+@register_reward("retro_composite", scope="query")
 def retro_composite_reward(
     completions: list[Any],
     *,
     alpha: float = 0.75,
-    num_generations: int | None = None,
     tau: float = 20.0,
     ties: str = "first",
     invalid_reward: float = -1.0,
@@ -158,14 +158,7 @@ def retro_composite_reward(
     if not (isinstance(alpha, (int, float)) and 0.0 <= alpha <= 1.0):
         raise ValueError(f"reward 'retro_composite': alpha must be in [0, 1], got {alpha!r}")
     inter = _inter("retro_composite", completions, columns, on_unpaired)
-    intra = retro_intra_reward(
-        completions,
-        num_generations=num_generations,
-        tau=tau,
-        ties=ties,
-        invalid_reward=invalid_reward,
-        **columns,
-    )
+    intra = retro_intra_reward(completions, tau=tau, ties=ties, invalid_reward=invalid_reward, **columns)
     return [None if b is None else alpha * a + (1.0 - alpha) * b for a, b in zip(intra, inter, strict=True)]
 
 
@@ -201,22 +194,3 @@ def _check_intra_options(name: str, tau: float, ties: str) -> None:
         raise ValueError(f"reward {name!r}: tau must be a number >= 0, got {tau!r}")
     if ties not in TIES:
         raise ValueError(f"reward {name!r}: unknown ties {ties!r}; expected first or all")
-
-
-def _group_size(name: str, num_generations: Any, size: int, prompts: Sequence[Any] | None) -> int:
-    """``num_generations``, checked against the batch size and, when given, the prompts of each group."""
-    if isinstance(num_generations, bool) or not isinstance(num_generations, int) or num_generations < 1:
-        raise ValueError(
-            f"reward {name!r} needs num_generations (a positive int equal to GRPOConfig.num_generations), "
-            f"got {num_generations!r}"
-        )
-    if size % num_generations:
-        raise ValueError(f"reward {name!r}: {size} completions do not form groups of {num_generations}")
-    if prompts is not None:
-        for start in range(0, size, num_generations):
-            if any(prompt != prompts[start] for prompt in prompts[start + 1 : start + num_generations]):
-                raise ValueError(
-                    f"reward {name!r}: rows {start}-{start + num_generations - 1} do not share one prompt; "
-                    "num_generations must equal GRPOConfig.num_generations"
-                )
-    return num_generations

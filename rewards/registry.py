@@ -8,7 +8,10 @@ A spec is a registered name (``"reasonrank"``) or a dotted path (``"pkg.module:f
       - {name: reasonrank, weight: 1.0, args: {phi: 0.2}}  # factory arguments bound to the function
       - {name: my_pkg.my_rewards:length_penalty, weight: 0.1}
 
-The weights become TRL's ``GRPOConfig.reward_weights``.
+The weights become TRL's ``GRPOConfig.reward_weights``. A reward's scope (per completion, per group of G
+completions, per query) and whether it samples from the policy are declared at registration; see
+:mod:`rewards.groups`. Whatever goes wrong inside a reward surfaces as one :class:`RewardError` line naming
+the reward and, where it can be found, the completion row.
 """
 
 from __future__ import annotations
@@ -17,22 +20,39 @@ import difflib
 import importlib
 import inspect
 import math
+import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from rewards.groups import SCOPES, reward_scope
 
 RewardFn = Callable[..., list[float]]
 
 _REGISTRY: dict[str, RewardFn] = {}
 
 
-def register_reward(name: str) -> Callable[[RewardFn], RewardFn]:
-    """Decorator registering a reward under ``name``; reusing a name for another function is an error."""
+class RewardError(ValueError):
+    """A reward failed or returned an unusable value; the message names the reward and the row."""
+
+
+def register_reward(
+    name: str, *, scope: str = "completion", uses_generator: bool = False
+) -> Callable[[RewardFn], RewardFn]:
+    """Decorator registering a reward under ``name``; reusing a name for another function is an error.
+
+    ``scope`` is ``completion``, ``group`` or ``query`` and ``uses_generator`` says the reward takes the
+    policy sampler ``generate`` (see :mod:`rewards.groups`).
+    """
+    if scope not in SCOPES:
+        raise ValueError(f"reward {name!r}: unknown scope {scope!r}; expected one of {', '.join(SCOPES)}")
 
     def decorator(fn: RewardFn) -> RewardFn:
         if _REGISTRY.get(name, fn) is not fn:
             raise ValueError(f"reward name {name!r} is taken by {_REGISTRY[name].__qualname__}")
         _REGISTRY[name] = fn
         fn.reward_name = name  # type: ignore[attr-defined]
+        fn.reward_scope = scope  # type: ignore[attr-defined]
+        fn.uses_generator = uses_generator  # type: ignore[attr-defined]
         return fn
 
     return decorator
@@ -60,7 +80,9 @@ def get_reward(spec: str, **kwargs: Any) -> RewardFn:
         raise ValueError(
             f"reward {name!r} got unknown argument(s) {', '.join(unknown)}; accepted: {accepted_text}"
         )
-    guarded = set(kwargs) | set(_parameters(fn, inspect.Parameter.KEYWORD_ONLY))
+    guarded = (set(kwargs) | set(_parameters(fn, inspect.Parameter.KEYWORD_ONLY))) - {"generate"}
+
+    scope = reward_scope(fn)
 
     def reward(completions: list[Any], **columns: Any) -> list[float]:
         clashes = sorted(set(columns) & guarded)
@@ -68,11 +90,50 @@ def get_reward(spec: str, **kwargs: Any) -> RewardFn:
             raise ValueError(
                 f"dataset column(s) {', '.join(clashes)} clash with arguments of reward {name!r}"
             )
-        return _checked(name, fn(completions, **columns, **kwargs), len(completions), columns)
+        try:
+            values = fn(completions, **columns, **kwargs)
+        except Exception as error:
+            row = _failing_row(fn, completions, columns, kwargs) if scope == "completion" else None
+            raise RewardError(
+                f"reward {name!r} failed{_where(row, columns)}: {_reason(name, error)}"
+            ) from error
+        return _checked(name, values, len(completions), columns)
 
     reward.__name__ = reward.__qualname__ = name
     reward.__doc__ = fn.__doc__
+    reward.reward_scope = scope  # type: ignore[attr-defined]
+    reward.uses_generator = bool(getattr(fn, "uses_generator", False))  # type: ignore[attr-defined]
     return reward
+
+
+def _failing_row(
+    fn: RewardFn, completions: list[Any], columns: Mapping[str, Any], kwargs: Mapping
+) -> int | None:
+    """The first row on which ``fn`` fails when called on that row alone (per-row columns sliced)."""
+    size = len(completions)
+    for row in range(size):
+        sliced = {
+            key: value[row : row + 1] if isinstance(value, list) and len(value) == size else value
+            for key, value in columns.items()
+        }
+        try:
+            fn(completions[row : row + 1], **sliced, **kwargs)
+        except Exception:
+            return row
+    return None
+
+
+def _where(row: int | None, columns: Mapping[str, Any]) -> str:
+    if row is None:
+        return ""
+    query = columns.get("query_id")
+    return f" on completion {row}" + (f" (query_id {query[row]!r})" if query else "")
+
+
+def _reason(name: str, error: BaseException) -> str:
+    """The error's first line without a repeated ``reward 'name': `` prefix, after its type."""
+    message = (str(error).splitlines() or [""])[0].removeprefix(f"reward {name!r}: ")
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 
 def _checked(name: str, values: Any, size: int, columns: Mapping[str, Any]) -> list[float | None]:
@@ -82,13 +143,11 @@ def _checked(name: str, values: Any, size: int, columns: Mapping[str, Any]) -> l
     """
     values = list(values)
     if len(values) != size:
-        raise ValueError(f"reward {name!r} returned {len(values)} values for {size} completions")
+        raise RewardError(f"reward {name!r} returned {len(values)} values for {size} completions")
     for row, value in enumerate(values):
-        if value is not None and not math.isfinite(value):
-            query = columns.get("query_id")
-            where = f"completion {row}" + (f" (query_id {query[row]!r})" if query else "")
-            raise ValueError(
-                f"reward {name!r} returned {value!r} for {where}; expected a finite number or None"
+        if value is not None and not (isinstance(value, numbers.Real) and math.isfinite(value)):
+            raise RewardError(
+                f"reward {name!r} returned {value!r}{_where(row, columns)}; expected a finite number or None"
             )
     return values
 

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rewards import (
+    RewardError,
     available_rewards,
     get_reward,
     listwise_format_reward,
@@ -222,8 +223,32 @@ def nan_reward(completions, **columns):
 
 def test_unusable_reward_output_names_the_reward_and_row():
     reward = get_reward(f"{__name__}:nan_reward")
-    with pytest.raises(ValueError, match=r"'nan_reward' returned nan for completion 1 \(query_id 'q2'\)"):
+    with pytest.raises(RewardError, match=r"'nan_reward' returned nan on completion 1 \(query_id 'q2'\)"):
         reward(["a", "b"], query_id=["q1", "q2"])
-    with pytest.raises(ValueError, match="'nan_reward' returned 2 values for 3 completions"):
+    with pytest.raises(RewardError, match="'nan_reward' returned 2 values for 3 completions"):
         reward(["a", "b", "c"])
     assert reward(["a"]) == [0.5]
+
+
+def fragile_reward(completions, **columns):
+    return [1.0 / len(text) for text in completions]
+
+
+def string_reward(completions, **columns):
+    return ["high"] * len(completions)
+
+
+def test_exception_inside_a_user_reward_names_the_reward_and_row():
+    reward = get_reward(f"{__name__}:fragile_reward")
+    expected = r"^reward 'fragile_reward' failed on completion 2 \(query_id 'q3'\): ZeroDivisionError"
+    with pytest.raises(RewardError, match=expected) as caught:
+        reward(["ok", "fine", ""], query_id=["q1", "q2", "q3"])
+    assert isinstance(caught.value.__cause__, ZeroDivisionError)
+    with pytest.raises(RewardError, match="'string_reward' returned 'high' on completion 0"):
+        get_reward(f"{__name__}:string_reward")(["a"])
+
+
+def test_exception_inside_a_group_reward_names_the_reward():
+    expected = "^reward 'retro_intra' failed: ValueError: .*needs the column 'group_ids'"
+    with pytest.raises(RewardError, match=expected):
+        get_reward("retro_intra")(["<score>1</score>"] * 2)

@@ -18,6 +18,7 @@ from rewards import (
     retro_inter_reward,
     retro_intra_reward,
 )
+from rewards.groups import consecutive_group_ids
 from rewards.groupwise import js_divergence, normalize_scores, rank_by_scores
 from rewards.parsers import parse_setwise_label
 from rewards.parsers_scores import parse_group_scores, parse_int_answer, parse_score_tag
@@ -191,10 +192,13 @@ def test_retro_intra_hand_computed():
     ]
     completions = [scored(value) for group in groups for value in group]
     expected = [0, 1, -1, 0] + [0, 0, 0, 0] + [1, -1, 0, 0] + [-1, -1, -1, -1]
-    assert retro_intra_reward(completions, num_generations=4) == expected
+    assert retro_intra_reward(completions, group_ids=consecutive_group_ids(16, 4)) == expected
     # tau = 40: the first group's 30 is below the gate.
-    assert retro_intra_reward(completions[:4], num_generations=4, tau=40) == [0, 0, 0, 0]
-    assert retro_intra_reward(completions[8:12], num_generations=4, invalid_reward=-2) == [1, -2, 0, 0]
+    assert retro_intra_reward(completions[:4], group_ids=[7] * 4, tau=40) == [0, 0, 0, 0]
+    assert retro_intra_reward(completions[8:12], group_ids=["g"] * 4, invalid_reward=-2) == [1, -2, 0, 0]
+    # Groups are read from the ids, not from positions: interleave the first two groups.
+    interleaved = [c for pair in zip(completions[:4], completions[4:8], strict=True) for c in pair]
+    assert retro_intra_reward(interleaved, group_ids=[0, 1] * 4) == [0, 0, 1, 0, -1, 0, 0, 0]
 
 
 def test_retro_intra_ties():
@@ -208,15 +212,16 @@ def test_retro_intra_ties():
 
 def test_retro_intra_groups_are_checked():
     completions = [scored(50)] * 4
-    with pytest.raises(ValueError, match="needs num_generations"):
+    with pytest.raises(ValueError, match="needs the column 'group_ids'"):
         retro_intra_reward(completions)
+    with pytest.raises(ValueError, match="3 entries for 4 completions"):
+        retro_intra_reward(completions, group_ids=[0, 0, 1])
+    with pytest.raises(ValueError, match="not hashable"):
+        retro_intra_reward(completions, group_ids=[[0]] * 4)
     with pytest.raises(ValueError, match="groups of 3"):
-        retro_intra_reward(completions, num_generations=3)
-    with pytest.raises(ValueError, match="do not share one prompt"):
-        retro_intra_reward(completions, num_generations=2, prompts=["p", "q", "q", "q"])
-    assert retro_intra_reward(completions, num_generations=2, prompts=["p", "p", "q", "q"]) == [0] * 4
+        consecutive_group_ids(4, 3)
     with pytest.raises(ValueError, match="ties"):
-        retro_intra_reward(completions, num_generations=2, ties="random")
+        retro_intra_reward(completions, group_ids=[0] * 4, ties="random")
 
 
 # One query with a positive and a negative document, G = 2 rollouts each.
@@ -253,13 +258,12 @@ def test_retro_composite_hand_computed():
     # inter: [1, .5, .5, 0] (above). R = .75·intra + .25·inter.
     completions = [scored(value) for value in INTER_SCORES]
     expected = [0.75 + 0.25, -0.75 + 0.125, 0.75 + 0.125, -0.75 + 0.0]
-    assert retro_composite_reward(completions, num_generations=2, **INTER_COLUMNS) == pytest.approx(expected)
-    functions, weights = resolve_rewards(
-        [{"name": "retro_composite", "args": {"num_generations": 2, "alpha": 0.5}}]
-    )
-    assert functions[0](completions, **INTER_COLUMNS) == pytest.approx([1.0, -0.25, 0.75, -0.5])
+    columns = {**INTER_COLUMNS, "group_ids": [0, 0, 1, 1]}
+    assert retro_composite_reward(completions, **columns) == pytest.approx(expected)
+    functions, weights = resolve_rewards([{"name": "retro_composite", "args": {"alpha": 0.5}}])
+    assert functions[0](completions, **columns) == pytest.approx([1.0, -0.25, 0.75, -0.5])
     with pytest.raises(ValueError, match="alpha"):
-        retro_composite_reward(completions, alpha=1.5, num_generations=2, **INTER_COLUMNS)
+        retro_composite_reward(completions, alpha=1.5, **columns)
 
 
 # --- fuzz: 12,000 generated strings through every parser and reward ---------------------------------------
@@ -312,7 +316,7 @@ def test_fuzz_parsers_and_rewards_never_fail():
     assert all(value in (-0.5, -0.1) or 0.0 <= value <= 1.3 + 1e-12 for value in group)
     assert {-0.5, -0.1} <= set(group) and max(group) > 0
     retro = {
-        "num_generations": 4,
+        "group_ids": consecutive_group_ids(n, 4),
         "query_id": [i // 8 for i in range(n)],
         "is_positive": [i % 8 < 4 for i in range(n)],
     }

@@ -79,6 +79,13 @@ class ScriptArguments:
     resume: bool = field(
         default=True, metadata={"help": "Resume from the last checkpoint in output_dir when there is one."}
     )
+    group_by_query: bool = field(
+        default=False,
+        metadata={
+            "help": "GRPO: keep every prompt of a query (dataset column query_id) in one generation batch, "
+            "as cross-prompt rewards (erank_rr, retro_inter, retro_composite) need."
+        },
+    )
     rich_progress: bool = field(
         default=False,
         metadata={"help": "Show a rich progress panel with the latest metrics instead of tqdm."},

@@ -3,7 +3,9 @@
 Each ranking example becomes a prompt; its other columns (candidates, labels, teacher order) reach the
 reward functions as keyword arguments, one entry per completion. The recipe's ``rewards`` entries carry
 their weights (TRL's ``reward_weights``); TRL logs each reward as ``rewards/<name>/mean`` through
-``report_to``.
+``report_to``. The trainer is :class:`trainers.trl_overrides.RankRLGRPOTrainer`: group-aware and
+cross-prompt rewards are scored on the batch gathered from all processes, and ``group_by_query: true``
+keeps the prompts of a query in one generation batch.
 
     rankrl train recipes/demo/grpo.yaml
     accelerate launch --config_file recipes/accelerate/zero2.yaml -m trainers.grpo RECIPE.yaml key=value
@@ -11,20 +13,24 @@ their weights (TRL's ``reward_weights``); TRL logs each reward as ``rewards/<nam
 
 from __future__ import annotations
 
-from trl import GRPOConfig, GRPOTrainer, ModelConfig
+from trl import GRPOConfig, ModelConfig
 
 from rewards import resolve_rewards
 from trainers.configs import ScriptArguments
 from trainers.pipeline import policy, run_cli, setup, train_and_save
+from trainers.trl_overrides import RankRLGRPOTrainer
 
 
-def main(script_args: ScriptArguments, training_args: GRPOConfig, model_args: ModelConfig) -> GRPOTrainer:
+def main(
+    script_args: ScriptArguments, training_args: GRPOConfig, model_args: ModelConfig
+) -> RankRLGRPOTrainer:
     """Optimise the recipe's rewards with GRPO starting from ``model_args.model_name_or_path``."""
     reward_funcs, training_args.reward_weights = resolve_rewards(script_args.rewards)
     task, rows = setup(script_args, training_args)
     dataset = rows.map(lambda row: {"prompt": task.prompt(row)})
-    trainer = GRPOTrainer(
+    trainer = RankRLGRPOTrainer(
         reward_funcs=reward_funcs,
+        group_by_query=script_args.group_by_query,
         args=training_args,
         train_dataset=dataset,
         **policy(model_args),

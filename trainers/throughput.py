@@ -12,9 +12,9 @@ TRL's own metric logging), under ``throughput/``:
   the step time; ``generation_tokens_per_s`` (GRPO): the same tokens over the generation time only.
 - ``generation_share``, ``reward_share``, ``training_share`` (GRPO): the shares of the step time spent in
   ``GRPOTrainer._generate`` (incl. vLLM weight sync), in ``_calculate_rewards``, and the rest (old/ref
-  log-probs, forward, backward, optimizer, data). The two methods are timed by pass-through wrappers set on
-  the trainer instance; TRL's behaviour is untouched. (TRL's own ``profiling/Time taken`` timings go only to
-  wandb/mlflow/trackio, so they cannot be read back.)
+  log-probs, forward, backward, optimizer, data), from the timers of
+  :class:`trainers.trl_overrides.RankRLGRPOTrainer` (``phase_seconds``, ``generated_tokens``). (TRL's own
+  ``profiling/Time taken`` timings go only to wandb/mlflow/trackio, so they cannot be read back.)
 - ``peak_memory_gb``: ``torch.cuda.max_memory_allocated`` on a GPU (reset at train start); on CPU the peak
   resident set size of the process (``resource.getrusage``; a lifetime peak that cannot be reset).
 - ``mfu`` (GPU only): model FLOPs utilisation 6 * N * tokens_per_s_per_device / peak FLOPs of the device,
@@ -28,12 +28,10 @@ plus ``total_step_time_s``, ``total_tokens``, ``generated_tokens`` and ``steps``
 
 from __future__ import annotations
 
-import functools
 import logging
 import resource
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -54,7 +52,6 @@ PEAK_TFLOPS = {  # dense bf16 tensor-core peak per device, TFLOP/s; the first ma
     "L4": 121.0,
     "RTX 4090": 165.0,
 }
-_TIMED = {"_generate": "generation", "_calculate_rewards": "reward"}
 
 
 class ThroughputCallback(TrainerCallback):
@@ -64,29 +61,21 @@ class ThroughputCallback(TrainerCallback):
         self.trainer = trainer
         self.world_size = max(1, int(getattr(trainer.accelerator, "num_processes", 1)))
         self.summary: dict[str, float] = {}
-        self._phase = {"generation": 0.0, "reward": 0.0}
+        self.timed = hasattr(trainer, "phase_seconds")
         self._totals = {"step": 0.0, "generation": 0.0, "reward": 0.0, "generated": 0.0}
-        self._generated = 0
         self._step_start: float | None = None
+        self._at_step_start = self._counters()
         self._tokens = 0
         self._tokens_start = 0
-        self.timed = [method for method in _TIMED if callable(getattr(trainer, method, None))]
-        for method in self.timed:
-            setattr(trainer, method, self._timed(getattr(trainer, method), _TIMED[method]))
 
-    def _timed(self, method: Callable[..., Any], phase: str) -> Callable[..., Any]:
-        """``method`` unchanged, adding its wall time to ``phase`` (and counting generated tokens)."""
-
-        @functools.wraps(method)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            result = method(*args, **kwargs)
-            self._phase[phase] += time.perf_counter() - start
-            if phase == "generation":
-                self._generated += _completion_tokens(result)
-            return result
-
-        return wrapper
+    def _counters(self) -> dict[str, float]:
+        """The trainer's cumulative phase timers and generated-token count (zeros for an untimed trainer)."""
+        phases = getattr(self.trainer, "phase_seconds", {})
+        return {
+            "generation": phases.get("generation", 0.0),
+            "reward": phases.get("reward", 0.0),
+            "generated": float(getattr(self.trainer, "generated_tokens", 0)),
+        }
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
@@ -99,10 +88,9 @@ class ThroughputCallback(TrainerCallback):
     def on_step_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        """Start the step clock and clear the per-step phase timers."""
+        """Start the step clock and remember the trainer's phase timers."""
         self._step_start = time.perf_counter()
-        self._phase = dict.fromkeys(self._phase, 0.0)
-        self._generated = 0
+        self._at_step_start = self._counters()
 
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
@@ -114,9 +102,11 @@ class ThroughputCallback(TrainerCallback):
         self._step_start = None
         tokens = _tokens_seen(self.trainer, state)
         step_tokens, self._tokens = tokens - self._tokens, tokens
-        for key, value in (("step", elapsed), ("generated", self._generated), *self._phase.items()):
+        step = {key: value - self._at_step_start[key] for key, value in self._counters().items()}
+        for key, value in (("step", elapsed), *step.items()):
             self._totals[key] += value
-        metrics = self._rates(elapsed, step_tokens, self._generated, self._phase)
+        phases = {"generation": step["generation"], "reward": step["reward"]}
+        metrics = self._rates(elapsed, step_tokens, step["generated"], phases)
         store = getattr(self.trainer, "_metrics", {}).get("train")
         if store is not None:
             for name, value in metrics.items():
@@ -161,14 +151,6 @@ class ThroughputCallback(TrainerCallback):
 def _tokens_seen(trainer: Any, state: TrainerState) -> int:
     """TRL's global token counter: GRPO's ``state.num_input_tokens_seen`` or SFT's ``_total_train_tokens``."""
     return int(max(state.num_input_tokens_seen or 0, getattr(trainer, "_total_train_tokens", 0) or 0))
-
-
-def _completion_tokens(generated: Any) -> int:
-    """Completion tokens in the result of ``GRPOTrainer._generate`` (its 2nd item: completion ids)."""
-    try:
-        return sum(len(ids) for ids in generated[1])
-    except (TypeError, IndexError):
-        return 0
 
 
 def peak_memory_bytes() -> int:

@@ -1,0 +1,166 @@
+"""Every place rankrl depends on TRL internals, in one module; ``tests/test_trl_contract.py`` pins each.
+
+:class:`RankRLGRPOTrainer` is TRL's ``GRPOTrainer`` plus the group-aware reward protocol of
+:mod:`rewards.groups`:
+
+- ``group`` / ``query`` rewards run on the batch gathered from every process (one ``gather_object``), get
+  explicit ``group_ids`` (global row // G, TRL's layout: the G completions of a prompt are consecutive in
+  process order) and return this process's slice, so a group split across processes is scored exactly
+  as in one process. Every process computes the whole batch; the rewards are cheap and deterministic.
+- ``uses_generator`` rewards get ``generate``, a :class:`trainers.policy_sampler.PolicySampler` over the
+  policy being trained (HF ``generate`` or TRL's vLLM engine).
+- ``group_by_query=True`` swaps TRL's ``RepeatSampler`` for :class:`QueryGroupedRepeatSampler`, which
+  keeps every prompt of a query (dataset column ``query_id``) in one generation batch.
+- ``_generate`` and ``_calculate_rewards`` are timed into :attr:`RankRLGRPOTrainer.phase_seconds`, read by
+  :class:`trainers.throughput.ThroughputCallback`.
+
+TRL internals relied on: ``_calculate_rewards(inputs, prompts, completions, completion_ids_list)`` calling
+each reward as ``fn(prompts=, completions=, completion_ids=, **columns)`` on the process's slice of the
+generation batch; ``_generate`` returning completion ids second; ``_get_train_sampler`` building a
+``RepeatSampler``; ``num_generations`` / ``num_generations_eval``; ``model.training`` telling the mode.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
+
+import torch
+from accelerate.utils import gather_object
+from trl import GRPOTrainer
+from trl.trainer.utils import RepeatSampler
+
+from rewards.groups import reward_scope
+from trainers.policy_sampler import PolicySampler
+
+TRAINER_KWARGS = ("trainer_state", "log_extra", "log_metric", "environments")
+
+
+class QueryGroupedRepeatSampler(RepeatSampler):
+    """TRL's ``RepeatSampler`` with batches made of whole queries.
+
+    Queries (not rows) are shuffled with TRL's seeded generator; their rows, in dataset order, are laid end
+    to end and cut into batches of ``batch_size`` prompts, each prompt repeated ``mini_repeat_count`` (G)
+    times and each batch ``repeat_count`` times, as TRL does. Every query must have the same number of
+    rows and that number must divide ``batch_size``, so no query is ever split across generation batches.
+    """
+
+    def __init__(self, data_source: Any, query_ids: Sequence[Hashable], **kwargs: Any) -> None:
+        super().__init__(data_source, **kwargs)
+        rows: dict[Hashable, list[int]] = {}
+        for row, query_id in enumerate(query_ids):
+            rows.setdefault(query_id, []).append(row)
+        self.query_rows = list(rows.values())
+        sizes = {len(members) for members in self.query_rows}
+        if len(sizes) != 1 or self.batch_size % next(iter(sizes)):
+            raise ValueError(
+                f"group_by_query needs the same number of rows for every query_id, dividing the "
+                f"{self.batch_size} prompts of a generation batch (generation_batch_size / num_generations); "
+                f"found queries with {sorted(sizes)} rows"
+            )
+
+    def __iter__(self):
+        order = (
+            torch.randperm(len(self.query_rows), generator=self.generator).tolist()
+            if self.shuffle
+            else range(len(self.query_rows))
+        )
+        indexes = [row for query in order for row in self.query_rows[query]]
+        for start in range(0, len(indexes) - self.batch_size + 1, self.batch_size):
+            chunk = indexes[start : start + self.batch_size]
+            for _ in range(self.repeat_count):
+                for index in chunk:
+                    yield from [index] * self.mini_repeat_count
+
+
+class GatheredReward:
+    """A ``group``/``query`` reward computed on the gathered batch; returns this process's slice."""
+
+    def __init__(self, reward: Callable[..., list[float | None]], trainer: RankRLGRPOTrainer) -> None:
+        self.reward, self.trainer = reward, trainer
+        self.__name__ = reward.__name__
+
+    def __call__(self, prompts: list[Any], completions: list[Any], **columns: Any) -> list[float | None]:
+        passed = {key: columns.pop(key) for key in TRAINER_KWARGS if key in columns}
+        local = {"prompts": prompts, "completions": completions, **columns}
+        shards = gather_object([local])
+        offset = sum(len(shard["completions"]) for shard in shards[: self.trainer.accelerator.process_index])
+        batch = {key: [value for shard in shards for value in shard[key]] for key in local}
+        batch["group_ids"] = self._group_ids(batch["prompts"])
+        values = self.reward(**batch, **passed)
+        return list(values)[offset : offset + len(completions)]
+
+    def _group_ids(self, prompts: list[Any]) -> list[int]:
+        """Global row // G, checked against the prompts: the G rows of a group must share one prompt."""
+        size = (
+            self.trainer.num_generations if self.trainer.model.training else self.trainer.num_generations_eval
+        )
+        group_ids = [row // size for row in range(len(prompts))]
+        for row, prompt in enumerate(prompts):
+            if prompt != prompts[row - row % size]:
+                raise RuntimeError(
+                    f"reward {self.__name__!r}: gathered row {row} does not share its group's prompt; TRL's "
+                    "batch layout changed (see tests/test_trl_contract.py)"
+                )
+        return group_ids
+
+
+class GeneratorReward:
+    """A ``uses_generator`` reward, called with ``generate`` bound to the policy sampler."""
+
+    def __init__(self, reward: Callable[..., list[float | None]], sampler: PolicySampler) -> None:
+        self.reward, self.sampler = reward, sampler
+        self.__name__ = reward.__name__
+        self.reward_scope = reward_scope(reward)
+
+    def __call__(self, *args: Any, **columns: Any) -> list[float | None]:
+        return self.reward(*args, generate=self.sampler, **columns)
+
+
+class RankRLGRPOTrainer(GRPOTrainer):
+    """``GRPOTrainer`` with the group-aware reward protocol, query-grouped batches and phase timers."""
+
+    def __init__(self, *args: Any, group_by_query: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.group_by_query = group_by_query
+        self.phase_seconds = {"generation": 0.0, "reward": 0.0}
+        self.generated_tokens = 0
+        self.reward_funcs = [self._protocol(reward) for reward in self.reward_funcs]
+
+    def _protocol(self, reward: Any) -> Any:
+        if isinstance(reward, torch.nn.Module):
+            return reward
+        if getattr(reward, "uses_generator", False):
+            reward = GeneratorReward(reward, PolicySampler(self))
+        return GatheredReward(reward, self) if reward_scope(reward) != "completion" else reward
+
+    def _get_train_sampler(self, dataset: Any = None) -> Any:
+        sampler = super()._get_train_sampler(dataset)
+        if not self.group_by_query:
+            return sampler
+        source = dataset if dataset is not None else self.train_dataset
+        if "query_id" not in source.column_names:
+            raise ValueError("group_by_query needs a 'query_id' column in the training dataset")
+        return QueryGroupedRepeatSampler(
+            sampler.data_source,
+            source["query_id"],
+            mini_repeat_count=sampler.mini_repeat_count,
+            batch_size=sampler.batch_size,
+            repeat_count=sampler.repeat_count,
+            shuffle=sampler.shuffle,
+            seed=sampler.seed,
+        )
+
+    def _generate(self, *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        result = super()._generate(*args, **kwargs)
+        self.phase_seconds["generation"] += time.perf_counter() - start
+        self.generated_tokens += sum(len(ids) for ids in result[1])
+        return result
+
+    def _calculate_rewards(self, *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        result = super()._calculate_rewards(*args, **kwargs)
+        self.phase_seconds["reward"] += time.perf_counter() - start
+        return result
