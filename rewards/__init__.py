@@ -1,8 +1,9 @@
 """Reward functions for training LLM rerankers with TRL, plus the metrics and parsers they are built on.
 
-Importing this package registers the built-in rewards (``reasonrank``, ``ndcg``, ``listwise_format``,
-``listwise_monitor``, ``rank_r1_setwise``, ``grouprank``, ``group_consensus``, ``retro_intra``,
-``retro_inter``, ``retro_composite``, ``erank_rr``, ``erank_se``, ``mrt_progress``, ``answer_match``);
+Importing this package registers the built-in rewards (``reasonrank``, ``ranking_metric``,
+``listwise_format``, ``listwise_monitor``, ``rank_r1_setwise``, ``grouprank``, ``group_consensus``,
+``retro_intra``, ``retro_inter``, ``retro_composite``, ``erank_rr``, ``erank_se``, ``mrt_progress``,
+``answer_match``);
 recipes refer to them by name through :func:`get_reward` / :func:`resolve_rewards`.
 
 - :mod:`rewards.metrics`: trec_eval-exact nDCG@k, Recall@k, P@k, MRR, MAP from rankings and qrels dicts,
@@ -25,7 +26,7 @@ from rewards.answers import answer_match_reward
 from rewards.consensus import group_consensus_reward
 from rewards.erank import erank_rr_reward, erank_se_reward
 from rewards.groupwise import grouprank_reward
-from rewards.listwise import listwise_format_reward, ndcg_reward, reasonrank_reward
+from rewards.listwise import listwise_format_reward, ranking_metric_reward, reasonrank_reward
 from rewards.monitors import listwise_monitor
 from rewards.pointwise import retro_composite_reward, retro_inter_reward, retro_intra_reward
 from rewards.progress import mrt_progress_reward
@@ -44,8 +45,8 @@ __all__ = [
     "grouprank_reward",
     "listwise_format_reward",
     "listwise_monitor",
-    "ndcg_reward",
     "rank_r1_setwise_reward",
+    "ranking_metric_reward",
     "reasonrank_reward",
     "register_reward",
     "resolve_rewards",

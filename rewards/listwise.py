@@ -21,7 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from rewards.metrics import ndcg_at_k_batch, rbo, recall_at_k_batch
+from rewards.metrics import (
+    average_precision_batch,
+    mrr_at_k_batch,
+    ndcg_at_k_batch,
+    precision_at_k_batch,
+    rbo,
+    recall_at_k_batch,
+)
 from rewards.parsers import MODES, Permutation, parse_permutation, parse_think_answer
 from rewards.registry import register_reward
 
@@ -62,19 +69,44 @@ def reasonrank_reward(
     return _merge(gates, values)
 
 
-@register_reward("ndcg")
-def ndcg_reward(
+METRICS = ("ndcg", "recall", "precision", "mrr", "map")
+
+
+@register_reward("ranking_metric")
+def ranking_metric_reward(
     completions: list[Any],
     *,
+    metric: str = "ndcg",
     k: int = 10,
+    relevance_threshold: int = 1,
     mode: str = "strict",
     format_fail: float = -1.0,
     answer_fail: float = 0.0,
     **columns: Any,
 ) -> list[float]:
-    """nDCG@k with ReasonRank's gates (its "w/o R_m" ablation; Rearank-style): R = nDCG@k, else -1 / 0."""
-    gates, rankings = _gate_or_rank("ndcg", completions, columns, mode, format_fail, answer_fail)
-    return _merge(gates, ndcg_at_k_batch(rankings, _qrels_column("ndcg", columns, len(completions)), k))
+    """One trec_eval metric of the predicted ranking with ReasonRank's gates, else -1 / 0.
+
+    ``metric``: ``ndcg`` (nDCG@k, graded; ReasonRank's "w/o R_m" ablation, Rearank-style), ``recall``
+    (Recall@k), ``precision`` (P@k), ``mrr`` (reciprocal rank within the top k) or ``map`` (average
+    precision of the whole ranking); the binary ones count grade >= ``relevance_threshold``. Range [0, 1]
+    plus the gate values.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"reward 'ranking_metric': unknown metric {metric!r}; expected one of {METRICS}")
+    gates, rankings = _gate_or_rank("ranking_metric", completions, columns, mode, format_fail, answer_fail)
+    qrels = _qrels_column("ranking_metric", columns, len(completions))
+    return _merge(gates, _metric_values(metric, rankings, qrels, k, relevance_threshold))
+
+
+def _metric_values(
+    metric: str, rankings: list[list[str]], qrels: list[dict[str, int]], k: int, threshold: int
+) -> np.ndarray:
+    if metric == "ndcg":
+        return ndcg_at_k_batch(rankings, qrels, k)
+    if metric == "map":
+        return average_precision_batch(rankings, qrels, threshold)
+    batch = {"recall": recall_at_k_batch, "precision": precision_at_k_batch, "mrr": mrr_at_k_batch}[metric]
+    return batch(rankings, qrels, k, threshold)
 
 
 @register_reward("listwise_format")

@@ -173,8 +173,8 @@ def test_malformed_reward_entry(capsys):
 
 
 def test_unknown_reward_argument(capsys):
-    line = _error_line(capsys, "train", GRPO, "rewards=[{name: ndcg, args: {kk: 3}}]")
-    assert "'ndcg'" in line and "kk" in line
+    line = _error_line(capsys, "train", GRPO, "rewards=[{name: ranking_metric, args: {kk: 3}}]")
+    assert "'ranking_metric'" in line and "kk" in line
 
 
 def test_unknown_task_option(capsys):

@@ -13,7 +13,7 @@ from rewards import (
     available_rewards,
     get_reward,
     listwise_format_reward,
-    ndcg_reward,
+    ranking_metric_reward,
     reasonrank_reward,
     register_reward,
     resolve_rewards,
@@ -65,7 +65,7 @@ def test_reasonrank_without_teacher_drops_rbo_term():
     assert reasonrank_reward([GOOD], **no_column) == expected
 
 
-@pytest.mark.parametrize("fn", [reasonrank_reward, ndcg_reward])
+@pytest.mark.parametrize("fn", [reasonrank_reward, ranking_metric_reward])
 def test_gates(fn):
     completions = [
         "[3] > [2] > [1] > [5] > [4]",  # no think/answer structure
@@ -78,16 +78,41 @@ def test_gates(fn):
     assert custom(completions, **columns(4)) == [-0.5, -0.25, -0.25, -0.25]
 
 
+@pytest.mark.parametrize(
+    ("metric", "k", "threshold", "expected"),
+    [
+        # Ranking c, b, a, e, d with grades 1, 3, 0, 2, 0: relevant (>= 1) c, b, e; (>= 2) b, e.
+        ("recall", 2, 1, 2 / 3),
+        ("recall", 2, 2, 1 / 2),
+        ("precision", 5, 1, 3 / 5),
+        ("mrr", 10, 1, 1.0),
+        ("mrr", 10, 2, 1 / 2),
+        ("map", 10, 1, (1 + 1 + 3 / 4) / 3),
+        ("map", 10, 2, (1 / 2 + 2 / 4) / 2),
+    ],
+)
+def test_ranking_metric_reward_hand_computed(metric, k, threshold, expected):
+    reward = get_reward("ranking_metric", metric=metric, k=k, relevance_threshold=threshold)
+    assert reward([GOOD, "no tags"], **columns(2)) == [pytest.approx(expected, abs=1e-12), -1.0]
+
+
+def test_ranking_metric_rejects_an_unknown_metric():
+    with pytest.raises(ValueError, match="unknown metric 'err'"):
+        get_reward("ranking_metric", metric="err")([GOOD], **columns(1))
+
+
 def test_partial_mode_accepts_short_answers():
     short = "<think>x</think><answer>[2] > [5]</answer>"  # b, e, then a, c, d in prompt order
     expected = (3 + 2 / math.log2(3) + 1 / math.log2(5)) / IDEAL_DCG
-    assert ndcg_reward([short], **columns(1)) == [0.0]
-    assert get_reward("ndcg", mode="partial")([short], **columns(1)) == [pytest.approx(expected, abs=1e-12)]
+    assert ranking_metric_reward([short], **columns(1)) == [0.0]
+    assert get_reward("ranking_metric", mode="partial")([short], **columns(1)) == [
+        pytest.approx(expected, abs=1e-12)
+    ]
 
 
 def test_ndcg_and_format_rewards():
     completions = [GOOD, "<think>x</think><answer>[1]</answer>", "no tags"]
-    assert ndcg_reward(completions, **columns(3)) == [pytest.approx(NDCG10), 0.0, -1.0]
+    assert ranking_metric_reward(completions, **columns(3)) == [pytest.approx(NDCG10), 0.0, -1.0]
     assert listwise_format_reward(completions, **columns(3)) == [1.0, 0.0, 0.0]
     assert get_reward("listwise_format", mode="lenient")(completions, **columns(3)) == [1.0, 1.0, 0.0]
 
@@ -127,7 +152,7 @@ completion_text = st.lists(
 def test_rewards_never_raise_and_stay_in_range(completions):
     for fn, low, high in [
         (reasonrank_reward, -1.0, 1.3),
-        (ndcg_reward, -1.0, 1.0),
+        (ranking_metric_reward, -1.0, 1.0),
         (listwise_format_reward, 0, 1),
     ]:
         values = fn(completions, **columns(len(completions)))
@@ -154,7 +179,7 @@ def test_malformed_rows_raise_one_line_value_errors():
 
 def test_registry_lists_builtins():
     assert available_rewards() == sorted(available_rewards())
-    assert {"reasonrank", "ndcg", "listwise_format"} <= set(available_rewards())
+    assert {"reasonrank", "ranking_metric", "listwise_format"} <= set(available_rewards())
 
 
 def test_unknown_reward_lists_known_names_and_closest():
@@ -168,9 +193,10 @@ def test_unknown_reward_lists_known_names_and_closest():
 
 def test_bad_factory_argument_names_reward_argument_and_accepted():
     with pytest.raises(ValueError) as info:
-        get_reward("ndcg", phi=0.3)
+        get_reward("ranking_metric", phi=0.3)
     message = str(info.value)
-    assert "'ndcg'" in message and "phi" in message and "k, mode, format_fail, answer_fail" in message
+    assert "'ranking_metric'" in message and "phi" in message
+    assert "metric, k, relevance_threshold, mode, format_fail, answer_fail" in message
     assert "\n" not in message
 
 
@@ -180,8 +206,10 @@ def constant_reward(completions, value=1.0, **kwargs):
 
 
 def test_dotted_paths():
-    assert get_reward("rewards.listwise:ndcg_reward").__name__ == "ndcg"
-    assert get_reward("rewards.listwise.ndcg_reward", k=2)([GOOD], **columns(1)) == [pytest.approx(NDCG2)]
+    assert get_reward("rewards.listwise:ranking_metric_reward").__name__ == "ranking_metric"
+    assert get_reward("rewards.listwise.ranking_metric_reward", k=2)([GOOD], **columns(1)) == [
+        pytest.approx(NDCG2)
+    ]
     local = get_reward(f"{__name__}:constant_reward", value=0.5)
     assert (local.__name__, local(["x", "y"])) == ("constant_reward", [0.5, 0.5])
     with pytest.raises(ValueError, match="cannot import reward 'no_such_module:fn'"):
@@ -198,23 +226,23 @@ def test_column_clashing_with_config_raises():
 
 
 def test_resolve_rewards():
-    entries = ["ndcg", {"name": "reasonrank", "weight": 0.5, "args": {"phi": 0.0, "gamma": 0.0}}]
+    entries = ["ranking_metric", {"name": "reasonrank", "weight": 0.5, "args": {"phi": 0.0, "gamma": 0.0}}]
     resolved, weights = resolve_rewards(entries)
-    assert [fn.__name__ for fn in resolved] == ["ndcg", "reasonrank"]
+    assert [fn.__name__ for fn in resolved] == ["ranking_metric", "reasonrank"]
     assert weights == [1.0, 0.5]
     assert resolved[1]([GOOD], **columns(1)) == [pytest.approx(NDCG10)]
     for bad in [{"phi": 0.2}, 3]:
         with pytest.raises(TypeError, match="'name' key"):
             resolve_rewards([bad])
     with pytest.raises(ValueError, match="unknown key.*phi"):
-        resolve_rewards([{"name": "ndcg", "phi": 0.2}])
+        resolve_rewards([{"name": "ranking_metric", "phi": 0.2}])
     with pytest.raises(TypeError, match="'weight' a number"):
-        resolve_rewards([{"name": "ndcg", "weight": "high"}])
+        resolve_rewards([{"name": "ranking_metric", "weight": "high"}])
 
 
 def test_registering_a_taken_name_raises():
-    with pytest.raises(ValueError, match="'ndcg' is taken"):
-        register_reward("ndcg")(constant_reward)
+    with pytest.raises(ValueError, match="'ranking_metric' is taken"):
+        register_reward("ranking_metric")(constant_reward)
 
 
 def nan_reward(completions, **columns):
