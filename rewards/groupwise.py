@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from rewards.listwise import _column, _doc_ids, _merge, _qrels_column, completion_text
+from rewards.listwise import _column, _doc_ids, _merge, _qrels_column, completion_text, log_components
 from rewards.metrics import ndcg_at_k_batch, recall_at_k_batch
 from rewards.parsers_scores import parse_group_scores
 from rewards.registry import register_reward
@@ -115,7 +115,8 @@ def grouprank_reward(
     Paper constants: gamma 0.2, eps 0.1, the gates -0.1 / -0.5, k = 10. Unverified choices (the paper
     does not state them): the normaliser (``sum`` default, or ``softmax`` with ``temperature``), base-2
     logs, ``missing_score`` 0, the relevant set, the tie order. Range: {bad_tags, bad_json} ∪
-    [0, 1 + gamma + eps].
+    [0, 1 + gamma + eps]. Logs each term's mean and std over the gated-in completions (``grouprank/ndcg``,
+    ``/recall``, ``/alignment``).
     """
     _check_options(normalizer, temperature, tie_break, missing_score)
     size = len(completions)
@@ -140,11 +141,13 @@ def grouprank_reward(
         gates.append(None)
         rankings.append(rank_by_scores(doc_ids, predicted, tie_break))
         alignment.append(1.0 - js_divergence(p_dist, q_dist))
-    values = (
-        ndcg_at_k_batch(rankings, qrels, k)
-        + gamma * recall_at_k_batch(rankings, qrels, k, relevance_threshold)
-        + eps * np.array(alignment)
-    )
+    views = {
+        "ndcg": ndcg_at_k_batch(rankings, qrels, k),
+        "recall": recall_at_k_batch(rankings, qrels, k, relevance_threshold),
+        "alignment": np.array(alignment),
+    }
+    log_components(columns.get("log_metric"), "grouprank", gates, views)
+    values = views["ndcg"] + gamma * views["recall"] + eps * views["alignment"]
     return _merge([None if gate is None else float(gate) for gate in gates], values)
 
 

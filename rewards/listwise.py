@@ -54,19 +54,20 @@ def reasonrank_reward(
     is not a valid permutation. nDCG uses the graded labels with trec_eval's linear gain (with binary labels
     this is ReasonRank's pytrec_eval ``ndcg_cut.10``); Recall@k counts grade >= ``relevance_threshold``;
     RBO with p = 1 is the average overlap of the released code. Without a teacher order (column absent or
-    None) the RBO term is 0, so the maximum reward is 1 + phi instead of 1 + phi + gamma.
+    None) the RBO term is 0, so the maximum reward is 1 + phi instead of 1 + phi + gamma. Logs each view's
+    mean and std over the gated-in completions (``reasonrank/ndcg``, ``/recall``, ``/rbo``).
     """
     gates, rankings = _gate_or_rank("reasonrank", completions, columns, mode, format_fail, answer_fail)
     qrels = _qrels_column("reasonrank", columns, len(completions))
     teachers = _column("reasonrank", columns, "teacher_order", len(completions), required=False)
     pairs = zip(rankings, teachers, strict=True)
-    overlap = [rbo(pred, teacher, p=rbo_p) if teacher else 0.0 for pred, teacher in pairs]
-    values = (
-        ndcg_at_k_batch(rankings, qrels, k)
-        + phi * recall_at_k_batch(rankings, qrels, k, relevance_threshold)
-        + gamma * np.array(overlap)
-    )
-    return _merge(gates, values)
+    views = {
+        "ndcg": ndcg_at_k_batch(rankings, qrels, k),
+        "recall": recall_at_k_batch(rankings, qrels, k, relevance_threshold),
+        "rbo": np.array([rbo(pred, teacher, p=rbo_p) if teacher else 0.0 for pred, teacher in pairs]),
+    }
+    log_components(columns.get("log_metric"), "reasonrank", gates, views)
+    return _merge(gates, views["ndcg"] + phi * views["recall"] + gamma * views["rbo"])
 
 
 METRICS = ("ndcg", "recall", "precision", "mrr", "map")
@@ -158,6 +159,18 @@ def _gate_or_rank(
         gates.append(None if order is not None else float(format_fail if not format_ok else answer_fail))
         rankings.append([doc_ids[index] for index in order] if order is not None else [])
     return gates, rankings
+
+
+def log_components(
+    log_metric: Any, prefix: str, gates: Sequence[float | None], components: Mapping[str, np.ndarray]
+) -> None:
+    """Log ``<prefix>/<component>/mean`` and ``/std`` over the completions that passed the gates."""
+    passed = np.array([gate is None for gate in gates], dtype=bool)
+    if not callable(log_metric) or not passed.any():
+        return
+    for name, values in components.items():
+        log_metric(f"{prefix}/{name}/mean", float(np.mean(values[passed])))
+        log_metric(f"{prefix}/{name}/std", float(np.std(values[passed])))
 
 
 def _merge(gates: list[float | None], values: np.ndarray) -> list[float]:

@@ -48,6 +48,13 @@ def test_reasonrank_default_value():
     ]
 
 
+def test_reasonrank_logs_each_view_over_valid_completions():
+    logged = {}
+    reasonrank_reward([GOOD, GOOD, "no tags"], log_metric=logged.__setitem__, **columns(3))
+    assert logged["reasonrank/ndcg/mean"] == pytest.approx(NDCG10) and logged["reasonrank/ndcg/std"] == 0
+    assert logged["reasonrank/recall/mean"] == 1.0 and logged["reasonrank/rbo/mean"] == pytest.approx(AO)
+
+
 def test_reasonrank_factory_args_via_get_reward():
     reward = get_reward("reasonrank", phi=0.5, gamma=0.0, k=2)
     assert reward([GOOD], **columns(1)) == [pytest.approx(NDCG2 + 0.5 * 2 / 3, abs=1e-12)]
