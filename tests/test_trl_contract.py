@@ -15,7 +15,7 @@ from trl.generation.vllm_generation import VLLMGeneration
 from trl.models.utils import unwrap_model_for_generation
 from trl.trainer.utils import RepeatSampler
 
-from trainers.trl_overrides import TRAINER_KWARGS, QueryGroupedRepeatSampler
+from trainers.trl_overrides import TRAINER_KWARGS, EpochSeededRepeatSampler, QueryGroupedRepeatSampler
 
 PINNED_TRL = SpecifierSet(">=1.16,<1.17")  # pyproject.toml's range
 
@@ -74,6 +74,22 @@ def test_train_sampler_is_a_repeat_sampler_with_these_fields():
         "generator",
     ):
         assert hasattr(sampler, field), field
+
+
+def test_epoch_seeded_sampler_replays_any_epoch_and_starts_as_trl():
+    assert not hasattr(RepeatSampler, "set_epoch")  # if TRL adds one, use it instead of ours
+    options = {"mini_repeat_count": 2, "batch_size": 3, "repeat_count": 1, "shuffle": True, "seed": 5}
+    rows = list(range(9))
+    running = EpochSeededRepeatSampler(rows, **options)
+    epochs = []
+    for epoch in range(3):
+        running.set_epoch(epoch)
+        epochs.append(list(running))
+    assert epochs[0] == list(RepeatSampler(rows, **options))
+    assert epochs[1] != epochs[0]
+    fresh = EpochSeededRepeatSampler(rows, **options)  # a resumed run starts with a new sampler
+    fresh.set_epoch(2)
+    assert list(fresh) == epochs[2]
 
 
 def test_query_grouped_sampler_equals_trl_sampler_with_one_row_per_query():

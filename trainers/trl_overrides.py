@@ -9,8 +9,11 @@
   as in one process. Every process computes the whole batch; the rewards are cheap and deterministic.
 - ``uses_generator`` rewards get ``generate``, a :class:`trainers.policy_sampler.PolicySampler` over the
   policy being trained (HF ``generate`` or TRL's vLLM engine).
-- ``group_by_query=True`` swaps TRL's ``RepeatSampler`` for :class:`QueryGroupedRepeatSampler`, which
-  keeps every prompt of a query (dataset column ``query_id``) in one generation batch.
+- The train sampler is TRL's ``RepeatSampler`` made resumable (:class:`EpochSeededRepeatSampler`: each
+  epoch's order is seeded by ``seed + epoch``, so a run resumed from a checkpoint replays the same data
+  order; TRL's sampler draws every epoch from one running generator, which a resumed run cannot replay).
+  ``group_by_query=True`` uses :class:`QueryGroupedRepeatSampler`, which also keeps every prompt of a query
+  (dataset column ``query_id``) in one generation batch.
 - ``_generate`` and ``_calculate_rewards`` are timed into :attr:`RankRLGRPOTrainer.phase_seconds`, read by
   :class:`trainers.throughput.ThroughputCallback`.
 
@@ -37,7 +40,20 @@ from trainers.policy_sampler import PolicySampler
 TRAINER_KWARGS = ("trainer_state", "log_extra", "log_metric", "environments")
 
 
-class QueryGroupedRepeatSampler(RepeatSampler):
+class EpochSeededRepeatSampler(RepeatSampler):
+    """TRL's ``RepeatSampler`` whose shuffle for epoch e is seeded by ``seed + e`` (epoch 0 equals TRL's).
+
+    Transformers' Trainer calls :meth:`set_epoch` (through accelerate's data loader) before each epoch, also
+    when it resumes, so the order of every epoch depends on the epoch alone.
+    """
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reseed the shuffle for ``epoch``."""
+        if self.shuffle and self.seed is not None:
+            self.generator.manual_seed(self.seed + epoch)
+
+
+class QueryGroupedRepeatSampler(EpochSeededRepeatSampler):
     """TRL's ``RepeatSampler`` with batches made of whole queries.
 
     Queries (not rows) are shuffled with TRL's seeded generator; their rows, in dataset order, are laid end
@@ -137,20 +153,19 @@ class RankRLGRPOTrainer(GRPOTrainer):
 
     def _get_train_sampler(self, dataset: Any = None) -> Any:
         sampler = super()._get_train_sampler(dataset)
+        options = {
+            "mini_repeat_count": sampler.mini_repeat_count,
+            "batch_size": sampler.batch_size,
+            "repeat_count": sampler.repeat_count,
+            "shuffle": sampler.shuffle,
+            "seed": sampler.seed,
+        }
         if not self.group_by_query:
-            return sampler
+            return EpochSeededRepeatSampler(sampler.data_source, **options)
         source = dataset if dataset is not None else self.train_dataset
         if "query_id" not in source.column_names:
             raise ValueError("group_by_query needs a 'query_id' column in the training dataset")
-        return QueryGroupedRepeatSampler(
-            sampler.data_source,
-            source["query_id"],
-            mini_repeat_count=sampler.mini_repeat_count,
-            batch_size=sampler.batch_size,
-            repeat_count=sampler.repeat_count,
-            shuffle=sampler.shuffle,
-            seed=sampler.seed,
-        )
+        return QueryGroupedRepeatSampler(sampler.data_source, source["query_id"], **options)
 
     def _generate(self, *args: Any, **kwargs: Any) -> Any:
         start = time.perf_counter()
