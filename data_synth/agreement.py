@@ -1,0 +1,65 @@
+"""Multi-sample agreement: majority vote over discrete answers and the consensus pick over scores.
+
+- :func:`majority_vote`: the most frequent valid answer (setwise labels, final math answers); a tie goes to
+  the answer seen first, so the result depends only on the sample order, never on hashing.
+- :func:`consensus_index` / :func:`consensus_pick`: the sample whose score (or score vector, for GroupRank's
+  per-passage scores) lies closest to the mean of the valid samples, as ERank (3 teacher samples, spec §4c)
+  and Retro* (8 samples, spec §6c) keep their training sample (checklist C.12). Distance is Euclidean; a tie
+  goes to the earlier sample.
+
+Hand-written because each is a few lines over the standard library; invalid samples are ``None`` and never
+win.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Hashable, Sequence
+from typing import TypeVar
+
+Answer = TypeVar("Answer", bound=Hashable)
+Score = float | Sequence[float]
+
+
+def majority_vote(answers: Sequence[Answer | None]) -> tuple[Answer, int] | None:
+    """``(most frequent non-None answer, its count)``, ties to the earliest; None without a valid answer."""
+    counts = Counter(answer for answer in answers if answer is not None)
+    if not counts:
+        return None
+    best = max(counts.values())
+    winner = next(answer for answer in answers if answer is not None and counts[answer] == best)
+    return winner, best
+
+
+def _vector(score: Score) -> tuple[float, ...]:
+    return (float(score),) if isinstance(score, (int, float)) else tuple(float(x) for x in score)
+
+
+def consensus_index(scores: Sequence[Score | None]) -> int | None:
+    """Index of the valid score closest to the mean of the valid scores; None when none is valid.
+
+    Vector scores must all have the same length (GroupRank: one score per passage of the group).
+    """
+    valid = [(i, _vector(score)) for i, score in enumerate(scores) if score is not None]
+    if not valid:
+        return None
+    width = len(valid[0][1])
+    if any(len(vector) != width for _, vector in valid):
+        raise ValueError("consensus_index: score vectors differ in length")
+    mean = [sum(vector[d] for _, vector in valid) / len(valid) for d in range(width)]
+    return min(valid, key=lambda item: (math.dist(item[1], mean), item[0]))[0]
+
+
+def consensus_pick(samples: Sequence[tuple[str, Score | None]]) -> tuple[str, Score] | None:
+    """The ``(text, score)`` sample closest to the mean score (checklist C.12); None when none is valid."""
+    index = consensus_index([score for _, score in samples])
+    return None if index is None else samples[index]
+
+
+def mean_scores(scores: Sequence[Score | None]) -> tuple[float, ...] | None:
+    """Component-wise mean of the valid scores (GroupRank's gold scores over repeats); None if none."""
+    valid = [_vector(score) for score in scores if score is not None]
+    if not valid:
+        return None
+    return tuple(sum(column) / len(valid) for column in zip(*valid, strict=True))

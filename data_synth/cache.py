@@ -1,0 +1,115 @@
+"""An append-only JSONL cache of teacher responses, written before a response is used, safe against kill -9.
+
+Every response is one JSON line keyed by ``(example id, teacher id, prompt hash, sample index)``; a line is
+written, flushed and ``fsync``-ed before the pipeline looks at the response, so nothing paid for is lost. On
+open, the lines are read back; a last line without its newline or that is not valid JSON (a write cut short
+by a crash) is cut off and its request simply made again. Any other bad line means the file was edited or
+written by something else and is a one-line :class:`trainers.data.DataError`. A lock (``fcntl.flock``) keeps
+two runs from appending to one cache at once.
+
+Hand-written: ``diskcache`` / ``sqlite3`` would also survive crashes, but a JSONL file is what a user can
+read, grep, copy between machines and append to from anywhere, and the guarantees needed here are small.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from trainers.data import DataError
+
+RECORD_FIELDS = ("key", "example_id", "teacher_id", "prompt_hash", "sample_index", "text")
+
+
+def prompt_hash(messages: list[dict[str, str]]) -> str:
+    """A short, stable hash of chat messages (role and content, in order)."""
+    canonical = json.dumps([[m["role"], m["content"]] for m in messages], ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+def cache_key(example_id: str, teacher_id: str, prompt_digest: str, sample_index: int) -> str:
+    """The cache key of one response: all four parts, joined so that none can be confused with another."""
+    return json.dumps([example_id, teacher_id, prompt_digest, sample_index], ensure_ascii=False)
+
+
+class ResponseCache:
+    """Read existing responses from ``path`` and append new ones durably; use as a context manager."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.records: dict[str, dict[str, Any]] = {}
+        self.torn_lines = 0
+        self._lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("a+b")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.close()
+            raise DataError(f"{self.path}: another synth run is using this cache") from None
+        self._load()
+
+    def __enter__(self) -> ResponseCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.records
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self.records.get(key)
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Write one response durably (flush + fsync) and remember it; a repeated key is ignored.
+
+        Thread-safe: teachers call this from worker threads."""
+        line = (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
+        with self._lock:
+            if record["key"] in self.records:
+                return
+            self._file.write(line)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self.records[record["key"]] = record
+
+    def _load(self) -> None:
+        self._file.seek(0)
+        data = self._file.read()
+        lines = data.split(b"\n")
+        complete, tail = lines[:-1], lines[-1]  # tail is b"" when the file ends with a newline
+        for number, raw in enumerate(complete, start=1):
+            record = self._parse(raw)
+            if record is None and number == len(complete) and not tail:
+                self._cut(len(data) - len(raw) - 1)  # a torn last line that happened to end in "\n"
+                return
+            if record is None:
+                raise DataError(f"{self.path}:{number}: not a cache record (edited or corrupted file)")
+            self.records.setdefault(record["key"], record)
+        if tail:
+            self._cut(len(data) - len(tail))
+
+    def _parse(self, raw: bytes) -> dict[str, Any] | None:
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return None
+        if not isinstance(record, dict) or not all(field in record for field in RECORD_FIELDS):
+            return None
+        return record
+
+    def _cut(self, size: int) -> None:
+        """Drop a torn last line so the next append starts on a fresh line."""
+        self.torn_lines += 1
+        self._file.truncate(size)
+        self._file.flush()
+        os.fsync(self._file.fileno())
