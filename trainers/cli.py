@@ -103,6 +103,20 @@ def doctor(args: argparse.Namespace) -> None:
     raise SystemExit(run_doctor(launch=args.launch, recipe=args.recipe))
 
 
+def synth(args: argparse.Namespace) -> None:
+    """Synthesize SFT and RL data with a teacher model (see data_synth.pipeline)."""
+    from data_synth.pipeline import synth_command
+
+    raise SystemExit(synth_command(args.recipe, args.overrides, dry=args.dry_run))
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    """Rerank a first-stage run and write run, results, metrics and manifest (trainers.evaluation)."""
+    from trainers.evaluation.runner import eval_command
+
+    eval_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``rankrl`` argument parser with its subcommands."""
     parser = argparse.ArgumentParser(
@@ -126,6 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
     doctor_parser.add_argument("--launch", help="also validate this accelerate config on this machine")
     doctor_parser.add_argument("--recipe", help="recipe to validate the --launch config against")
     doctor_parser.set_defaults(handler=doctor)
+    synth_parser = commands.add_parser("synth", help="synthesize SFT and RL data with a teacher model")
+    synth_parser.add_argument("recipe", help="synthesis recipe YAML, e.g. recipes/synth/reasonrank.yaml")
+    synth_parser.add_argument("overrides", nargs="*", help="key=value recipe overrides")
+    synth_parser.add_argument("--dry-run", action="store_true", help="print counts and prompts only")
+    synth_parser.set_defaults(handler=synth)
+    eval_parser = commands.add_parser("eval", help="rerank a first-stage run and score it (docs/eval.md)")
+    eval_parser.add_argument("overrides", nargs="*", help="[CONFIG.yaml] then key=value settings")
+    eval_parser.add_argument("--skip-missing", action="store_true", help="skip and count bad input lines")
+    eval_parser.set_defaults(handler=evaluate)
     return parser
 
 
@@ -135,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     # argparse binds the ``overrides`` positional before ``--smoke`` in ``train RECIPE --smoke k=v``;
     # collect the key=value words it leaves over instead of calling them unrecognized.
     args, extra = parser.parse_known_args(argv)
-    if extra and (args.command != "train" or any(e.startswith("-") or "=" not in e for e in extra)):
+    if extra and (not hasattr(args, "overrides") or any(e.startswith("-") or "=" not in e for e in extra)):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:
         args.overrides = [*args.overrides, *extra]

@@ -1,9 +1,10 @@
 """Held-out evaluation of a listwise reranker: greedy generation, lenient parsing, trec_eval nDCG@k.
 
-The same function scores the demo's three stages, the in-training callback and ``rankrl`` evaluation, so
-an nDCG logged during training means what the final number means. Generation is batched across queries
-with left padding; an answer that needs repair (or has none) is still ranked by the lenient parser and
-counted in ``repaired``.
+The same function scores the demo's three stages and the in-training callback, so an nDCG logged during
+training means what the final number means; the callback can also run any ``rankrl eval`` strategy
+(:mod:`trainers.evaluation`). Generation goes through :class:`trainers.evaluation.backend.HFBackend`,
+batched across queries with left padding; an answer that needs repair (or has none) is still ranked by the
+lenient parser and counted in ``repaired``.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
-from transformers.integrations import is_deepspeed_zero3_enabled
 
 from rewards.metrics import ndcg_at_k_batch
 from trainers.data import labels_to_qrels
+from trainers.evaluation.backend import HFBackend, Sampling, generate_texts
+from trainers.evaluation.driver import Strategy, rerank_rows
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,6 @@ class RankingEval:
     num_queries: int
 
 
-@torch.no_grad()
 def generate_completions(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -39,35 +39,9 @@ def generate_completions(
     batch_size: int = 64,
     max_new_tokens: int = 64,
 ) -> list[str]:
-    """Greedy completions for chat prompts, batched with left padding; model mode and padding restored.
-
-    Under DeepSpeed ZeRO-3 every rank holds a shard of the weights, so all ranks generate in lockstep
-    (``synced_gpus``) until the longest sequence on any rank is done.
-    """
-    was_training, padding_side = model.training, tokenizer.padding_side
-    model.eval()
-    tokenizer.padding_side = "left"
-    completions: list[str] = []
-    for start in range(0, len(prompts), batch_size):
-        batch = tokenizer.apply_chat_template(
-            list(prompts[start : start + batch_size]),
-            add_generation_prompt=True,
-            return_tensors="pt",
-            padding=True,
-            return_dict=True,
-        ).to(model.device)
-        output = model.generate(
-            **batch,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=tokenizer.pad_token_id,
-            synced_gpus=is_deepspeed_zero3_enabled(),
-        )
-        new_tokens = output[:, batch["input_ids"].shape[1] :]
-        completions += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-    model.train(was_training)
-    tokenizer.padding_side = padding_side
-    return completions
+    """Greedy completions for chat prompts through :class:`trainers.evaluation.backend.HFBackend`
+    (left padding, lockstep generation under ZeRO-3, model mode and padding side restored)."""
+    return generate_texts(HFBackend(model, tokenizer, batch_size), prompts, Sampling(max_new_tokens))
 
 
 def evaluate_rankings(
@@ -90,6 +64,23 @@ def evaluate_rankings(
     return RankingEval(float(np.mean(scores)) if len(rows) else 0.0, repaired, len(rows))
 
 
+def evaluate_with_strategy(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    rows: Sequence[dict[str, Any]],
+    strategy: Strategy,
+    k: int = 10,
+    batch_size: int = 64,
+) -> RankingEval:
+    """nDCG@k of ``rows`` ranked by a ``rankrl eval`` strategy (e.g. the sliding window over 100 candidates);
+    ``repaired`` is the share of queries with a repaired or fallen-back model output."""
+    results = rerank_rows(rows, strategy, HFBackend(model, tokenizer, batch_size))
+    qrels = [labels_to_qrels(row["labels"]) for row in rows]
+    scores = ndcg_at_k_batch([result.doc_ids for result in results], qrels, k)
+    repaired = sum(result.fallbacks + result.repairs > 0 for result in results) / max(len(rows), 1)
+    return RankingEval(float(np.mean(scores)) if len(rows) else 0.0, repaired, len(rows))
+
+
 def random_order_ndcg(
     rows: Sequence[dict[str, Any]], k: int = 10, shuffles: int = 20, seed: int = 0
 ) -> float:
@@ -107,16 +98,30 @@ def random_order_ndcg(
 class RankingEvalCallback(TrainerCallback):
     """Log held-out ``eval_ndcg@k`` every ``every`` steps through the trainer's ``report_to`` loggers.
 
-    Every process generates for the same rows (all ranks must join ``generate`` under ZeRO-3); the trainer
-    logs from the main process only.
+    With a ``strategy`` (any of :mod:`trainers.evaluation`, built by
+    :func:`trainers.evaluation.config.build_strategy`) the rows are ranked exactly as ``rankrl eval`` ranks
+    them, so the in-training number means what the final evaluation's does; without one, by one greedy
+    completion of the task's prompt per row. Every process generates for the same rows (all ranks must join
+    ``generate`` under ZeRO-3); the trainer logs from the main process only.
     """
 
-    def __init__(self, trainer: Any, rows: Sequence[dict[str, Any]], task: Any, every: int, k: int = 10):
+    def __init__(
+        self,
+        trainer: Any,
+        rows: Sequence[dict[str, Any]],
+        task: Any,
+        every: int,
+        k: int = 10,
+        strategy: Strategy | None = None,
+    ):
         self.trainer, self.rows, self.task, self.every, self.k = trainer, list(rows), task, every, k
+        self.strategy = strategy
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.every and state.global_step % self.every == 0:
-            result = evaluate_rankings(
-                self.trainer.model, self.trainer.processing_class, self.rows, self.task, self.k
-            )
+            model, tokenizer = self.trainer.model, self.trainer.processing_class
+            if self.strategy is None:
+                result = evaluate_rankings(model, tokenizer, self.rows, self.task, self.k)
+            else:
+                result = evaluate_with_strategy(model, tokenizer, self.rows, self.strategy, self.k)
             self.trainer.log({f"eval_ndcg@{self.k}": result.ndcg, "eval_repaired": result.repaired})
