@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +71,10 @@ recorded_length_rank.reward_scope = "query"
 def text_length(completions: list[Any], **columns: Any) -> list[float]:
     """Characters in the completion / 100: a reward that varies on any text, so GRPO always updates."""
     return [len(completion_text(c)) / 100 for c in completions]
+
+
+def stall_on_rank_one(completions: list[Any], **columns: Any) -> list[float]:
+    """Sleeps 60 s on rank 1 only, so rank 0 waits in the next collective until ``ddp_timeout``."""
+    if os.environ.get("RANK") == "1":
+        time.sleep(60)
+    return [0.0] * len(completions)

@@ -14,6 +14,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, get_peft_config
 from trl.trainer.callbacks import RichProgressCallback
 
+from trainers.collectives import describe_collective_failure, start_cpu_process_group
 from trainers.configs import RecipeError, ScriptArguments, apply_overrides, build_configs, read_yaml
 from trainers.data import load_dataset_file
 from trainers.evaluate import RankingEvalCallback, evaluate_rankings
@@ -25,11 +26,16 @@ logger = logging.getLogger("rankrl")
 
 
 def parse_args(argv: Sequence[str], training_config_class: type) -> tuple[ScriptArguments, Any, ModelConfig]:
-    """``RECIPE.yaml [key=value ...]`` into (script, training, model) configs."""
+    """``RECIPE.yaml [key=value ...]`` into (script, training, model) configs.
+
+    A multi-process CPU run starts its process group first, with the recipe's ``ddp_timeout``
+    (:func:`trainers.collectives.start_cpu_process_group`).
+    """
     if not argv or "=" in argv[0]:
         raise SystemExit("usage: python -m trainers.<stage> RECIPE.yaml [key=value ...]")
     recipe, overrides = argv[0], argv[1:]
     config = apply_overrides(read_yaml(recipe), overrides)
+    start_cpu_process_group(config)
     return build_configs(config, (ScriptArguments, training_config_class, ModelConfig), recipe)
 
 
@@ -84,5 +90,12 @@ def train_and_save(trainer: Trainer, script_args: ScriptArguments, task: Any) ->
 
 
 def run_cli(main: Any, training_config_class: type) -> None:
-    """Entry point of ``python -m trainers.<stage>``: parse, then run ``main``."""
-    main(*parse_args(sys.argv[1:], training_config_class))
+    """Entry point of ``python -m trainers.<stage>``: parse, then run ``main``; a failed collective exits
+    with one line naming this rank (:func:`trainers.collectives.describe_collective_failure`)."""
+    try:
+        main(*parse_args(sys.argv[1:], training_config_class))
+    except RuntimeError as error:
+        message = describe_collective_failure(error)
+        if message is None:
+            raise
+        raise SystemExit(message) from error
