@@ -20,16 +20,17 @@ from __future__ import annotations
 
 import json
 import random
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from data_synth import prompts
 from data_synth.agreement import mean_scores
 from data_synth.filters import FilterStats, self_consistency_filter
 from rewards.answers import normalize_answer
 from rewards.listwise import read_listwise_answer
 from rewards.parsers import parse_setwise_label, parse_think_answer
 from rewards.parsers_scores import parse_group_scores, parse_int_answer, parse_score_tag
+from trainers.tasks import prompts
 from trainers.tasks.listwise import ListwiseTask
 
 
@@ -81,45 +82,69 @@ def _assistant(messages: prompts.Messages, text: str) -> prompts.Messages:
     return [*messages, {"role": "assistant", "content": text.strip()}]
 
 
-def _positives_negatives(row: dict, options: TaskOptions) -> tuple[list[dict], list[dict]]:
+def _positives_negatives(
+    row: dict, options: TaskOptions, stats: FilterStats
+) -> tuple[list[dict], list[dict]] | None:
+    """The row's first labelled positives and unlabelled negatives, the row counted as kept; None, counted
+    as dropped, when it has no positive or no negative."""
     grades = _grades(row)
     positives = [c for c in row["candidates"] if grades.get(c["doc_id"], 0) > 0]
     negatives = [c for c in row["candidates"] if grades.get(c["doc_id"], 0) <= 0]
-    return positives[: options.positives_per_query], negatives[: options.negatives_per_query]
-
-
-def _usable(row: dict, stats: FilterStats, positives: list, negatives: list) -> bool:
-    """Count a row without a positive or a negative as dropped; True when it can be used."""
     if not positives:
         stats.drop("no_positive")
     elif not negatives:
         stats.drop("no_negative")
     else:
         stats.kept += 1
-        return True
-    return False
+        return positives[: options.positives_per_query], negatives[: options.negatives_per_query]
+    return None
+
+
+def _sft_rl(unit: Unit, text: str, ids: tuple[str, ...], **rl_columns: Any) -> tuple[dict, dict]:
+    """The SFT row (the ``ids`` columns of the unit's data and the chat ending in the teacher's answer) and
+    the RL row (the student's prompt, the unit's data and ``rl_columns``)."""
+    sft = {key: unit.data[key] for key in ids}
+    sft["messages"] = _assistant(unit.messages, text)
+    return sft, {"prompt": unit.messages, **unit.data, **rl_columns}
 
 
 @dataclass(frozen=True)
-class ListwiseSynth:
-    """ReasonRank: the teacher ranks the list with reasoning; rows kept if nDCG@10 vs labels >= alpha."""
+class _RowByRow(ABC):
+    """What every task shares: ``units`` collects the :meth:`row_units` of each row, and a task accepts
+    every parsed value unless it has a filter of its own."""
 
     options: TaskOptions
-    name = "listwise"
-    agreement = "first"
 
     def units(self, rows: list[dict]) -> tuple[list[Unit], FilterStats]:
         units, stats = [], FilterStats()
-        for row in rows:
-            candidates = row["candidates"][: self.options.list_size]
-            kept = {c["doc_id"] for c in candidates}
-            data = {**row, "candidates": candidates}
-            data["labels"] = [label for label in row["labels"] if label["doc_id"] in kept]
-            passages = [c["text"] for c in candidates]
-            messages = prompts.listwise_messages(row["query"], passages, self.options.use_system_prompt)
-            units.append(Unit(row["query_id"], messages, data))
-            stats.kept += 1
+        for position, row in enumerate(rows):
+            units += self.row_units(position, row, stats)
         return units, stats
+
+    @abstractmethod
+    def row_units(self, position: int, row: dict, stats: FilterStats) -> list[Unit]:
+        """The units of row number ``position``, counting the row as kept or dropped in ``stats``."""
+
+    def accept(self, unit: Unit, value: Any) -> str | None:
+        return None
+
+
+@dataclass(frozen=True)
+class ListwiseSynth(_RowByRow):
+    """ReasonRank: the teacher ranks the list with reasoning; rows kept if nDCG@10 vs labels >= alpha."""
+
+    name = "listwise"
+    agreement = "first"
+
+    def row_units(self, position: int, row: dict, stats: FilterStats) -> list[Unit]:
+        candidates = row["candidates"][: self.options.list_size]
+        kept = {c["doc_id"] for c in candidates}
+        data = {**row, "candidates": candidates}
+        data["labels"] = [label for label in row["labels"] if label["doc_id"] in kept]
+        passages = [c["text"] for c in candidates]
+        messages = prompts.listwise_messages(row["query"], passages, self.options.use_system_prompt)
+        stats.kept += 1
+        return [Unit(row["query_id"], messages, data)]
 
     def parse(self, unit: Unit, text: str) -> tuple[Any, str]:
         _, permutation = read_listwise_answer(text, len(unit.data["candidates"]), "strict")
@@ -145,26 +170,23 @@ class ListwiseSynth:
 
 
 @dataclass(frozen=True)
-class SetwiseSynth:
+class SetwiseSynth(_RowByRow):
     """Rank-R1: one positive among negatives; the majority label of the samples must be the positive's."""
 
-    options: TaskOptions
     name = "setwise"
     agreement = "majority"
 
-    def units(self, rows: list[dict]) -> tuple[list[Unit], FilterStats]:
-        units, stats = [], FilterStats()
-        for row in rows:
-            positives, negatives = _positives_negatives(row, self.options)
-            if not _usable(row, stats, positives, negatives):
-                continue
-            docs = [positives[0], *negatives]
-            random.Random(f"{self.options.seed}:{row['query_id']}").shuffle(docs)
-            gold = 1 + docs.index(positives[0])
-            messages = prompts.setwise_messages(row["query"], [d["text"] for d in docs])
-            data = {"query_id": row["query_id"], "candidates": docs, "gold_label": f"[{gold}]"}
-            units.append(Unit(row["query_id"], messages, data))
-        return units, stats
+    def row_units(self, position: int, row: dict, stats: FilterStats) -> list[Unit]:
+        selected = _positives_negatives(row, self.options, stats)
+        if selected is None:
+            return []
+        positives, negatives = selected
+        docs = [positives[0], *negatives]
+        random.Random(f"{self.options.seed}:{row['query_id']}").shuffle(docs)
+        gold = 1 + docs.index(positives[0])
+        messages = prompts.setwise_messages(row["query"], [d["text"] for d in docs])
+        data = {"query_id": row["query_id"], "candidates": docs, "gold_label": f"[{gold}]"}
+        return [Unit(row["query_id"], messages, data)]
 
     def parse(self, unit: Unit, text: str) -> tuple[Any, str]:
         label = parse_setwise_label(text, len(unit.data["candidates"]))
@@ -174,36 +196,32 @@ class SetwiseSynth:
         return None if f"[{value}]" == unit.data["gold_label"] else "wrong_label"
 
     def rows(self, unit: Unit, text: str, value: Any, values: list[Any]) -> tuple[dict, dict]:
-        sft = {"query_id": unit.data["query_id"], "messages": _assistant(unit.messages, text)}
-        return sft, {"prompt": unit.messages, **unit.data}
+        return _sft_rl(unit, text, ("query_id",))
 
 
 @dataclass(frozen=True)
-class PointwiseSynth:
+class PointwiseSynth(_RowByRow):
     """ERank (0-10, ``<answer>``) or Retro* (0-100 rubric, ``<score>``): one unit per (query, document),
     the training sample is the consensus pick of the teacher's samples (checklist C.12)."""
 
-    options: TaskOptions
     name: str = "pointwise"
     agreement = "consensus"
 
-    def units(self, rows: list[dict]) -> tuple[list[Unit], FilterStats]:
-        units, stats = [], FilterStats()
-        for row in rows:
-            positives, negatives = _positives_negatives(row, self.options)
-            if not _usable(row, stats, positives, negatives):
-                continue
-            grades = _grades(row)
-            for doc in [*positives, *negatives]:
-                data = {
-                    "query_id": row["query_id"],
-                    "doc_id": doc["doc_id"],
-                    "is_positive": grades.get(doc["doc_id"], 0) > 0,
-                    "relevance": grades.get(doc["doc_id"], 0),
-                }
-                unit_id = json.dumps([row["query_id"], doc["doc_id"]], ensure_ascii=False)
-                units.append(Unit(unit_id, self._messages(row["query"], doc["text"]), data))
-        return units, stats
+    def row_units(self, position: int, row: dict, stats: FilterStats) -> list[Unit]:
+        selected = _positives_negatives(row, self.options, stats)
+        if selected is None:
+            return []
+        grades, units = _grades(row), []
+        for doc in [*selected[0], *selected[1]]:
+            data = {
+                "query_id": row["query_id"],
+                "doc_id": doc["doc_id"],
+                "is_positive": grades.get(doc["doc_id"], 0) > 0,
+                "relevance": grades.get(doc["doc_id"], 0),
+            }
+            unit_id = json.dumps([row["query_id"], doc["doc_id"]], ensure_ascii=False)
+            units.append(Unit(unit_id, self._messages(row["query"], doc["text"]), data))
+        return units
 
     def _messages(self, query: str, document: str) -> prompts.Messages:
         definition = self.options.relevance_definition
@@ -217,44 +235,31 @@ class PointwiseSynth:
         score = parse_score_tag(text) if self.name == "rubric" else parse_int_answer(text, require_think=True)
         return (score.value, "") if score.valid else (None, score.reason)
 
-    def accept(self, unit: Unit, value: Any) -> str | None:
-        return None
-
     def rows(self, unit: Unit, text: str, value: Any, values: list[Any]) -> tuple[dict, dict]:
-        ids = {"query_id": unit.data["query_id"], "doc_id": unit.data["doc_id"]}
-        rl = {"prompt": unit.messages, **unit.data, "ref_score": int(value)}
-        return {**ids, "messages": _assistant(unit.messages, text)}, rl
+        return _sft_rl(unit, text, ("query_id", "doc_id"), ref_score=int(value))
 
 
 @dataclass(frozen=True)
-class GroupwiseSynth:
+class GroupwiseSynth(_RowByRow):
     """GroupRank: the teacher scores each group of passages as JSON; gold scores are the mean over the
     samples, the SFT sample is the one closest to that mean."""
 
-    options: TaskOptions
     name = "groupwise"
     agreement = "consensus"
 
-    def units(self, rows: list[dict]) -> tuple[list[Unit], FilterStats]:
-        units, stats, size = [], FilterStats(), self.options.group_size
-        for row in rows:
-            pool = list(row["candidates"][: self.options.list_size])
-            random.Random(f"{self.options.seed}:{row['query_id']}").shuffle(pool)
-            grades = _grades(row)
-            for number, start in enumerate(range(0, len(pool), size)):
-                group = pool[start : start + size]
-                judged = [d["doc_id"] for d in group if d["doc_id"] in grades]
-                labels = [{"doc_id": doc_id, "relevance": grades[doc_id]} for doc_id in judged]
-                data = {
-                    "query_id": row["query_id"],
-                    "group_id": number,
-                    "candidates": group,
-                    "labels": labels,
-                }
-                messages = prompts.grouprank_messages(row["query"], [d["text"] for d in group])
-                units.append(Unit(json.dumps([row["query_id"], number]), messages, data))
-            stats.kept += 1
-        return units, stats
+    def row_units(self, position: int, row: dict, stats: FilterStats) -> list[Unit]:
+        pool, size = list(row["candidates"][: self.options.list_size]), self.options.group_size
+        random.Random(f"{self.options.seed}:{row['query_id']}").shuffle(pool)
+        grades, units = _grades(row), []
+        for number, start in enumerate(range(0, len(pool), size)):
+            group = pool[start : start + size]
+            judged = [d["doc_id"] for d in group if d["doc_id"] in grades]
+            labels = [{"doc_id": doc_id, "relevance": grades[doc_id]} for doc_id in judged]
+            data = {"query_id": row["query_id"], "group_id": number, "candidates": group, "labels": labels}
+            messages = prompts.grouprank_messages(row["query"], [d["text"] for d in group])
+            units.append(Unit(json.dumps([row["query_id"], number]), messages, data))
+        stats.kept += 1
+        return units
 
     def parse(self, unit: Unit, text: str) -> tuple[Any, str]:
         size = len(unit.data["candidates"])
@@ -265,32 +270,24 @@ class GroupwiseSynth:
             return None, "missing_scores"
         return tuple(parsed.scores[i] for i in range(1, size + 1)), ""
 
-    def accept(self, unit: Unit, value: Any) -> str | None:
-        return None
-
     def rows(self, unit: Unit, text: str, value: Any, values: list[Any]) -> tuple[dict, dict]:
         means = mean_scores(values) or ()
         pairs = zip(unit.data["candidates"], means, strict=True)
         gold = [{"doc_id": doc["doc_id"], "score": score} for doc, score in pairs]
-        ids = {"query_id": unit.data["query_id"], "group_id": unit.data["group_id"]}
-        sft = {**ids, "messages": _assistant(unit.messages, text)}
-        return sft, {"prompt": unit.messages, **unit.data, "gold_scores": gold}
+        return _sft_rl(unit, text, ("query_id", "group_id"), gold_scores=gold)
 
 
 @dataclass(frozen=True)
-class MathSynth:
+class MathSynth(_RowByRow):
     """Reasoning chains: the majority final answer of the samples must match the reference answer."""
 
-    options: TaskOptions
     name = "math"
     agreement = "majority"
 
-    def units(self, rows: list[dict]) -> tuple[list[Unit], FilterStats]:
-        units, stats = [], FilterStats(kept=len(rows))
-        for position, row in enumerate(rows):
-            unit_id = row.get("id") or f"row{position}"
-            units.append(Unit(unit_id, prompts.math_messages(row["problem"]), {"id": unit_id, **row}))
-        return units, stats
+    def row_units(self, position: int, row: dict, stats: FilterStats) -> list[Unit]:
+        unit_id = row.get("id") or f"row{position}"
+        stats.kept += 1
+        return [Unit(unit_id, prompts.math_messages(row["problem"]), {"id": unit_id, **row})]
 
     def parse(self, unit: Unit, text: str) -> tuple[Any, str]:
         parsed = parse_think_answer(text)

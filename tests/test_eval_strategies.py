@@ -21,6 +21,15 @@ from trainers.evaluation.listwise import SlidingWindow, sliding_windows
 from trainers.evaluation.pointwise import Pointwise, erank_score, parse_stages, retro_score
 from trainers.evaluation.setwise import SetwiseHeapsort
 from trainers.evaluation.significance import paired_tests, randomization_p
+from trainers.tasks.prompts import (
+    RETRO_USER,
+    SETWISE_USER,
+    erank_messages,
+    grouprank_messages,
+    retro_definition,
+    retro_messages,
+    setwise_messages,
+)
 
 LINE = re.compile(r"^\[(\d+)\]\.? (\S+)", re.M)
 
@@ -199,6 +208,20 @@ def test_groupwise_averages_shuffled_repeats():
     assert result.scores[0] == pytest.approx(1.0) and result.prompts == 6
     (failed,) = rank(strategy, [row("q", grades)], lambda m: "<reason>r</reason><answer>nope</answer>")
     assert failed.fallbacks == 6 and failed.doc_ids == [f"q-{i}" for i in range(8)]
+
+
+def test_strategies_prompt_with_the_task_templates():
+    """Evaluation builds the very prompts training data is synthesised with, cutting passages first."""
+    texts = ["first  passage\nwith a newline and more words", "second passage"]
+    cut = ["first passage with", "second passage"]
+    assert SetwiseHeapsort(max_passage_words=3).prompt("q", texts) == setwise_messages("q", cut)
+    assert Groupwise(max_passage_words=3).prompt("q", texts) == grouprank_messages("q", cut)
+    assert Pointwise("erank", max_passage_words=3).prompt("q", texts[0]) == erank_messages("q", cut[0])
+    retro = Pointwise("retro", max_passage_words=3)
+    assert retro.prompt("q", texts[0]) == retro_messages("q", cut[0])
+    assert retro.describe()["template"] == {"user": RETRO_USER}
+    assert retro.describe()["instruction"] == retro_definition()
+    assert SetwiseHeapsort().describe()["template"]["user"] == SETWISE_USER
 
 
 def test_fusion_minmax_and_zscore():

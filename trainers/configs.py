@@ -25,6 +25,14 @@ class RecipeError(ValueError):
     """A recipe or override that cannot be turned into configs; the message is one line."""
 
 
+def described(text: str, default: Any = None, default_factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field with ``help`` ``text`` (shown by ``--help`` and in recipe errors) and ``default``,
+    or ``default_factory`` when one is given."""
+    if default_factory is not dataclasses.MISSING:
+        return field(default_factory=default_factory, metadata={"help": text})
+    return field(default=default, metadata={"help": text})
+
+
 class _RecipeLoader(yaml.SafeLoader):
     """YAML 1.2 booleans: only true/false are booleans, so ``save_strategy: no`` stays the string "no"."""
 

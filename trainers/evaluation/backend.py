@@ -22,7 +22,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.integrations import is_deepspeed_zero3_enabled
 
-Messages = list[dict[str, str]]
+from trainers.tasks.prompts import Messages
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,10 @@ groupwise: temperature 0.3, top-p 0.8, 8000).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
+from trainers.configs import described
 from trainers.evaluation.driver import Strategy
 from trainers.evaluation.fusion import METHODS
 from trainers.evaluation.groupwise import Groupwise
@@ -25,82 +26,84 @@ DEFAULT_MEASURES = [
 ]  # fmt: skip
 
 
-def _help(text: str, default: Any = None, **kwargs: Any) -> Any:
-    if "default_factory" in kwargs:
-        return field(metadata={"help": text}, **kwargs)
-    return field(default=default, metadata={"help": text})
-
-
 @dataclass
 class EvalConfig:
     """Everything one evaluation needs; every field is a YAML key and a ``key=value`` override."""
 
-    model: str | None = _help("Checkpoint folder or Hub id of the reranker (any rankrl output).")
-    output_dir: str = _help(
+    model: str | None = described("Checkpoint folder or Hub id of the reranker (any rankrl output).")
+    output_dir: str = described(
         "Where the run, results, metrics, manifest and cache are written.", "outputs/eval"
     )
-    run: str | None = _help("First-stage TREC run 'qid Q0 docid rank score tag' (with topics and corpus).")
-    topics: str | None = _help(
+    run: str | None = described(
+        "First-stage TREC run 'qid Q0 docid rank score tag' (with topics and corpus)."
+    )
+    topics: str | None = described(
         "Topics: 'qid<TAB>text' TSV(.gz) or BEIR queries.jsonl; optional with a BEIR corpus folder."
     )
-    corpus: str | None = _help(
+    corpus: str | None = described(
         "Corpus: a BEIR folder (corpus, queries, qrels) or a corpus .jsonl(.gz) with _id/title/text."
     )
-    qrels: str | None = _help("Qrels (TREC or BEIR TSV); without them no metrics are computed.")
-    requests: str | None = _help(
+    qrels: str | None = described("Qrels (TREC or BEIR TSV); without them no metrics are computed.")
+    requests: str | None = described(
         "rank_llm JSON requests with passage text, instead of run + topics + corpus."
     )
-    depth: int = _help("Rerank the top DEPTH first-stage candidates of each query.", 100)
-    strategy: str = _help(f"Ranking strategy: one of {', '.join(STRATEGIES)}.", "listwise")
-    window: int = _help("Listwise: passages per window.", 20)
-    step: int = _help("Listwise: ranks the window moves up between prompts.", 10)
-    passes: int = _help("Listwise: back-to-front sweeps.", 1)
-    parse: str = _help(
+    depth: int = described("Rerank the top DEPTH first-stage candidates of each query.", 100)
+    strategy: str = described(f"Ranking strategy: one of {', '.join(STRATEGIES)}.", "listwise")
+    window: int = described("Listwise: passages per window.", 20)
+    step: int = described("Listwise: ranks the window moves up between prompts.", 10)
+    passes: int = described("Listwise: back-to-front sweeps.", 1)
+    parse: str = described(
         "Listwise: 'lenient' repairs an answer, 'strict' keeps the window order on a bad one.", "lenient"
     )
-    num_child: int = _help("Setwise: children per heap node (documents per prompt = num_child + 1).", 19)
-    top_k: int = _help("Setwise: documents extracted by heapsort before stopping.", 10)
-    scorer: str = _help(
+    num_child: int = described("Setwise: children per heap node (documents per prompt = num_child + 1).", 19)
+    top_k: int = described("Setwise: documents extracted by heapsort before stopping.", 10)
+    scorer: str = described(
         "Pointwise: 'erank' (s * p(s), 0-10) or 'retro' (mean of sampled 0-100 scores).", "erank"
     )
-    stages: str = _help("Pointwise: depth@samples stages, e.g. '100@1,30@16' (Retro* multi-pass).", "100@1")
-    instruction: str = _help("Pointwise: relevance definition in the prompt ('' = the paper's default).", "")
-    group_size: int = _help("Groupwise: documents per prompt.", 20)
-    repeats: int = _help("Groupwise: reshuffled repeats whose scores are averaged.", 1)
-    shuffle_groups: bool = _help("Groupwise: random grouping (GroupRank) instead of first-stage order.", True)
-    max_passage_words: int = _help("Passages are cut to this many words in every prompt.", 300)
-    max_new_tokens: int | None = _help("Generation budget per completion (None: the strategy's default).")
-    temperature: float | None = _help("Sampling temperature, 0 = greedy (None: the strategy's default).")
-    top_p: float | None = _help("Nucleus sampling p (None: the strategy's default).")
-    sample_top_k: int | None = _help("Top-k sampling filter, 0 = off (None: the strategy's default).")
-    fusion: str = _help(f"Fuse with first-stage scores: one of {', '.join(METHODS)}.", "none")
-    fusion_weight: float = _help(
+    stages: str = described(
+        "Pointwise: depth@samples stages, e.g. '100@1,30@16' (Retro* multi-pass).", "100@1"
+    )
+    instruction: str = described(
+        "Pointwise: relevance definition in the prompt ('' = the paper's default).", ""
+    )
+    group_size: int = described("Groupwise: documents per prompt.", 20)
+    repeats: int = described("Groupwise: reshuffled repeats whose scores are averaged.", 1)
+    shuffle_groups: bool = described(
+        "Groupwise: random grouping (GroupRank) instead of first-stage order.", True
+    )
+    max_passage_words: int = described("Passages are cut to this many words in every prompt.", 300)
+    max_new_tokens: int | None = described("Generation budget per completion (None: the strategy's default).")
+    temperature: float | None = described("Sampling temperature, 0 = greedy (None: the strategy's default).")
+    top_p: float | None = described("Nucleus sampling p (None: the strategy's default).")
+    sample_top_k: int | None = described("Top-k sampling filter, 0 = off (None: the strategy's default).")
+    fusion: str = described(f"Fuse with first-stage scores: one of {', '.join(METHODS)}.", "none")
+    fusion_weight: float = described(
         "Weight of the first-stage score in the fusion (Rank-R1 0.1, ERank 0.2).", 0.1
     )
-    batch_size: int = _help("Prompts per generate call.", 64)
-    queries_per_batch: int = _help(
+    batch_size: int = described("Prompts per generate call.", 64)
+    queries_per_batch: int = described(
         "Queries reranked together; the cache is written after each such batch.", 256
     )
-    relevance_threshold: int = _help(
+    relevance_threshold: int = described(
         "Grade counted relevant by binary measures (trec_eval -l; TREC DL: 2).", 1
     )
-    measures: list[str] = _help(
+    measures: list[str] = described(
         "pytrec_eval measure names to report.", default_factory=lambda: list(DEFAULT_MEASURES)
     )
-    robustness: list[str] = _help(
+    robustness: list[str] = described(
         "Extra reruns from a 'shuffled' and/or 'reversed' first-stage order.", default_factory=list
     )
-    compare_run: str | None = _help(
+    compare_run: str | None = described(
         "A TREC run compared with the reranked run by paired tests (default: the first stage)."
     )
-    permutations: int = _help("Samples of the paired randomization test.", 10000)
-    skip_missing: bool = _help(
+    permutations: int = described("Samples of the paired randomization test.", 10000)
+    skip_missing: bool = described(
         "Skip bad run lines / topics and count them in the manifest instead of failing.", False
     )
-    resume: bool = _help("Reuse the per-query cache in output_dir from an interrupted run.", True)
-    seed: int = _help("Seed of sampling, group shuffles and the randomization test.", 0)
-    dtype: str = _help("Model dtype: auto, bfloat16, float16 or float32.", "auto")
-    run_tag: str = _help("Tag written in the last column of the TREC run.", "rankrl")
+    resume: bool = described("Reuse the per-query cache in output_dir from an interrupted run.", True)
+    seed: int = described("Seed of sampling, group shuffles and the randomization test.", 0)
+    dtype: str = described("Model dtype: auto, bfloat16, float16 or float32.", "auto")
+    run_tag: str = described("Tag written in the last column of the TREC run.", "rankrl")
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:

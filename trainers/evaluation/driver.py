@@ -21,7 +21,8 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from trainers.evaluation.backend import Generation, GenerationBackend, Messages, Sampling
+from trainers.evaluation.backend import Generation, GenerationBackend, Sampling
+from trainers.tasks.prompts import Messages
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,11 @@ class Ranked:
 
 
 QueryRun = Generator[list[Request], list[list[Generation]], Ranked]
+
+
+def passage_text(text: str, max_words: int) -> str:
+    """Whitespace-normalised ``text`` cut to its first ``max_words`` words (a strategy's passage budget)."""
+    return " ".join(text.split()[:max_words])
 
 
 class Strategy(Protocol):

@@ -24,9 +24,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rewards.parsers_scores import parse_group_scores
-from trainers.evaluation.backend import Messages, Sampling
-from trainers.evaluation.driver import QueryRun, Ranked, Request
-from trainers.evaluation.prompts import GROUPRANK_SYSTEM, GROUPRANK_USER, passage_text
+from trainers.evaluation.backend import Sampling
+from trainers.evaluation.driver import QueryRun, Ranked, Request, passage_text
+from trainers.tasks.prompts import GROUPRANK_SYSTEM, GROUPRANK_USER, Messages, grouprank_messages
 
 
 @dataclass(frozen=True)
@@ -59,11 +59,8 @@ class Groupwise:
         }
 
     def prompt(self, query: str, texts: Sequence[str]) -> Messages:
-        docs = "\n\n".join(
-            f"[{i}]. {passage_text(t, self.max_passage_words)}" for i, t in enumerate(texts, 1)
-        )
-        user = GROUPRANK_USER.format(num=len(texts), query=query, docs=docs)
-        return [{"role": "system", "content": GROUPRANK_SYSTEM}, {"role": "user", "content": user}]
+        """GroupRank's groupwise prompt over the passages cut to ``max_passage_words``."""
+        return grouprank_messages(query, [passage_text(t, self.max_passage_words) for t in texts])
 
     def groups(self, query_id: str, n: int) -> list[list[int]]:
         """Candidate positions of every group of every repeat, repeat by repeat."""

@@ -26,14 +26,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rewards.parsers_scores import _int_tag_pattern, parse_int_answer, parse_score_tag
-from trainers.evaluation.backend import Generation, Messages, Sampling
-from trainers.evaluation.driver import QueryRun, Ranked, Request
-from trainers.evaluation.prompts import (
+from trainers.evaluation.backend import Generation, Sampling
+from trainers.evaluation.driver import QueryRun, Ranked, Request, passage_text
+from trainers.tasks.prompts import (
     ERANK_INSTRUCTION,
     ERANK_USER,
-    RETRO_DEFINITION,
     RETRO_USER,
-    passage_text,
+    Messages,
+    erank_messages,
+    retro_definition,
+    retro_messages,
 )
 
 SCORERS = ("erank", "retro")
@@ -115,15 +117,14 @@ class Pointwise:
         }
 
     def _instruction(self) -> str:
-        return self.instruction or (RETRO_DEFINITION if self.scorer == "retro" else ERANK_INSTRUCTION)
+        return self.instruction or (retro_definition() if self.scorer == "retro" else ERANK_INSTRUCTION)
 
     def prompt(self, query: str, text: str) -> Messages:
+        """ERank's or Retro*'s prompt over the passage cut to ``max_passage_words``."""
         doc = passage_text(text, self.max_passage_words)
         if self.scorer == "retro":
-            content = RETRO_USER.format(definition=self._instruction(), query=query, doc=doc)
-        else:
-            content = ERANK_USER.format(instruction=self._instruction(), query=query, doc=doc)
-        return [{"role": "user", "content": content}]
+            return retro_messages(query, doc, self._instruction())
+        return erank_messages(query, doc, self._instruction())
 
     def rerank(self, row: Mapping[str, Any]) -> QueryRun:
         """Coroutine scoring one row's pairs stage by stage; yields all of a stage's prompts at once."""

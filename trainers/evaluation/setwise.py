@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rewards.parsers import parse_setwise_label
-from trainers.evaluation.backend import Generation, Messages, Sampling
-from trainers.evaluation.driver import QueryRun, Ranked, Request
-from trainers.evaluation.prompts import RANK_R1_SYSTEM, RANK_R1_USER, passage_text
+from trainers.evaluation.backend import Generation, Sampling
+from trainers.evaluation.driver import QueryRun, Ranked, Request, passage_text
+from trainers.tasks.prompts import R1_SYSTEM_PROMPT, SETWISE_USER, Messages, setwise_messages
 
 Compare = Generator[list[Request], list[list[Generation]], int]
 
@@ -46,16 +46,12 @@ class SetwiseHeapsort:
 
     def describe(self) -> dict[str, Any]:
         params = {key: value for key, value in asdict(self).items() if key != "sampling"}
-        template = {"system": RANK_R1_SYSTEM, "user": RANK_R1_USER}
+        template = {"system": R1_SYSTEM_PROMPT, "user": SETWISE_USER}
         return {"strategy": self.name, **params, "template": template}
 
     def prompt(self, query: str, texts: Sequence[str]) -> Messages:
-        """Rank-R1's system and user turns with ``[i] text`` lines."""
-        docs = "\n".join(f"[{i}] {passage_text(t, self.max_passage_words)}" for i, t in enumerate(texts, 1))
-        return [
-            {"role": "system", "content": RANK_R1_SYSTEM},
-            {"role": "user", "content": RANK_R1_USER.format(query=query, docs=docs)},
-        ]
+        """Rank-R1's setwise prompt over the passages cut to ``max_passage_words``."""
+        return setwise_messages(query, [passage_text(t, self.max_passage_words) for t in texts])
 
     def rerank(self, row: Mapping[str, Any]) -> QueryRun:
         """Coroutine ranking one row by heapsort; yields one comparison prompt at a time."""
