@@ -25,12 +25,12 @@ import torch
 from safetensors.torch import load_file
 
 from tests.test_multiprocess import EXTENSIONS_DIR, _env, _yaml
+from trainers.pipeline import last_complete_checkpoint
 from trainers.smoke import prepare_toy_workspace, smoke_overrides
 from trainers.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS, KILL_AFTER, TIMEOUT_S = 10, 6, 300
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +105,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("stage", "processes"), CASES)
 def test_resume_after_kill_equals_an_uninterrupted_run(stage, processes, workspace, tmp_path):
     reference_dir, killed_dir = tmp_path / "reference", tmp_path / "killed"
@@ -126,3 +127,14 @@ def test_resume_after_kill_equals_an_uninterrupted_run(stage, processes, workspa
     assert any(
         not torch.equal(reference[key], _weights(killed_dir / "checkpoint-2")[key]) for key in reference
     )
+
+
+def test_resume_skips_a_checkpoint_cut_short_by_a_kill(tmp_path, caplog):
+    assert last_complete_checkpoint(tmp_path / "missing") is None
+    for step, complete in [(2, True), (10, True), (12, False), (9, True)]:
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        if complete:
+            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-final").mkdir()
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")  # 10 > 9 numerically
+    assert "skipping" in caplog.text and "checkpoint-12" in caplog.text

@@ -104,7 +104,7 @@ def test_grpo_raises_mean_reward_and_logs_each_reward(sft_run, workspace, tmp_pa
     rewards = _logged(trainer, "reward")
     assert len(rewards) == 40
     assert np.mean(rewards[-10:]) > np.mean(rewards[:10]) + 0.1
-    assert _logged(trainer, "rewards/ndcg/mean") and _logged(trainer, "rewards/listwise_monitor/mean")
+    assert _logged(trainer, "rewards/ranking_metric/mean") and _logged(trainer, "rewards/listwise_monitor/mean")
     assert _logged(trainer, "monitor/invalid_rate") and _logged(trainer, "throughput/tokens_per_s_per_device")
     after = _state(trainer.model)
     assert any(not torch.equal(before[name], after[name]) for name in before)

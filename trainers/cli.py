@@ -1,4 +1,5 @@
-"""The ``rankrl`` command line: ``train`` a recipe (optionally ``--smoke``), run the ``demo``, ``doctor``.
+"""The ``rankrl`` command line: ``train`` a recipe (optionally ``--smoke``), the ``demo``, ``doctor``,
+``synth``, ``eval`` and ``export``.
 
 ``rankrl train RECIPE`` runs the recipe's stage in this process on one device; on a machine with several
 GPUs it re-executes itself under ``accelerate launch`` with the accelerate config the recipe names
@@ -117,6 +118,14 @@ def evaluate(args: argparse.Namespace) -> None:
     eval_command(args)
 
 
+def export(args: argparse.Namespace) -> None:
+    """Merge a LoRA / QLoRA adapter into its base model (trainers.export)."""
+    from trainers.export import export_merged
+
+    output = export_merged(args.adapter, args.output, dtype=args.dtype, overwrite=args.overwrite)
+    print(f"merged checkpoint written to {output}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``rankrl`` argument parser with its subcommands."""
     parser = argparse.ArgumentParser(
@@ -149,6 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
     eval_parser.add_argument("overrides", nargs="*", help="[CONFIG.yaml] then key=value settings")
     eval_parser.add_argument("--skip-missing", action="store_true", help="skip and count bad input lines")
     eval_parser.set_defaults(handler=evaluate)
+    export_parser = commands.add_parser("export", help="merge a LoRA/QLoRA adapter into a full checkpoint")
+    export_parser.add_argument("adapter", help="adapter folder (a training output_dir with use_peft)")
+    export_parser.add_argument("output", help="folder for the merged checkpoint")
+    export_parser.add_argument(
+        "--dtype", default="auto", help="weights dtype: auto, float32, bfloat16, float16"
+    )
+    export_parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    export_parser.set_defaults(handler=export)
     return parser
 
 

@@ -6,11 +6,13 @@ adapter folder all load here, so what a test covers is what a user runs.
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
-from trl import ModelConfig
+from trl import ModelConfig, get_quantization_config
 
 _LOCAL_PREFIXES = ("/", "./", "../", "~")
 
@@ -32,6 +34,20 @@ def check_model_path(model_name_or_path: str | None) -> str:
     return str(path) if path.exists() else model_name_or_path
 
 
+def _quantization(model_args: ModelConfig) -> dict:
+    """``from_pretrained`` arguments for QLoRA (empty without ``load_in_4bit`` / ``load_in_8bit``)."""
+    quantization_config = get_quantization_config(model_args)
+    if quantization_config is None:
+        return {}
+    if not model_args.use_peft:
+        raise ModelLoadError("load_in_4bit / load_in_8bit train LoRA adapters (QLoRA): set use_peft: true")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ModelLoadError("load_in_4bit / load_in_8bit need bitsandbytes: pip install 'rankrl[qlora]'")
+    device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
+    device_map = {"": device}  # each process holds its whole quantized copy on its own device
+    return {"quantization_config": quantization_config, "device_map": device_map}
+
+
 def _is_adapter(path: str) -> bool:
     return (Path(path) / "adapter_config.json").is_file()
 
@@ -50,10 +66,14 @@ def load_tokenizer(model_args: ModelConfig) -> PreTrainedTokenizerBase:
 
 
 def load_model(model_args: ModelConfig) -> PreTrainedModel:
-    """Causal LM from a Hub id, a checkpoint or a PEFT adapter folder (merged onto its base model)."""
+    """Causal LM from a Hub id, a checkpoint or a PEFT adapter folder (merged onto its base model).
+
+    ``load_in_4bit`` / ``load_in_8bit`` load the weights quantized by bitsandbytes (QLoRA: TRL then trains
+    LoRA adapters over the frozen quantized model), so they need ``use_peft``.
+    """
     path = check_model_path(model_args.model_name_or_path)
     dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
-    kwargs = dict(revision=model_args.model_revision, dtype=dtype or "auto")
+    kwargs = dict(revision=model_args.model_revision, dtype=dtype or "auto", **_quantization(model_args))
     if model_args.attn_implementation:
         kwargs["attn_implementation"] = model_args.attn_implementation
     try:

@@ -10,7 +10,6 @@ from typing import Any
 
 from datasets import Dataset
 from transformers import PrinterCallback, ProgressCallback, Trainer, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, get_peft_config
 from trl.trainer.callbacks import RichProgressCallback
 
@@ -75,7 +74,7 @@ def train_and_save(trainer: Trainer, script_args: ScriptArguments, task: Any) ->
         trainer.remove_callback(PrinterCallback)
         trainer.add_callback(RichProgressCallback())
     output_dir = trainer.args.output_dir
-    checkpoint = get_last_checkpoint(output_dir) if script_args.resume and Path(output_dir).is_dir() else None
+    checkpoint = last_complete_checkpoint(output_dir) if script_args.resume else None
     if checkpoint:
         logger.info("resuming from %s", checkpoint)
     result = trainer.train(resume_from_checkpoint=checkpoint)
@@ -87,6 +86,23 @@ def train_and_save(trainer: Trainer, script_args: ScriptArguments, task: Any) ->
         trainer.log({"eval_ndcg@10": final.ndcg, "eval_repaired": final.repaired})
     trainer.save_metrics("train", metrics)
     return metrics
+
+
+def last_complete_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest ``checkpoint-N`` in ``output_dir`` that was completely written, None if there is none.
+
+    The Trainer writes ``trainer_state.json`` last, after model, optimizer, scheduler and RNG states, so a
+    folder without it was cut short by a kill; it is skipped with a warning instead of failing the resume.
+    """
+    folder = Path(output_dir)
+    found = [path for path in folder.glob("checkpoint-*") if path.is_dir() and path.name[11:].isdigit()]
+    for checkpoint in sorted(found, key=lambda path: int(path.name[11:]), reverse=True):
+        if (checkpoint / "trainer_state.json").is_file():
+            return str(checkpoint)
+        logger.warning(
+            "skipping %s: incomplete (no trainer_state.json), probably killed while saving", checkpoint
+        )
+    return None
 
 
 def run_cli(main: Any, training_config_class: type) -> None:
