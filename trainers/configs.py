@@ -21,6 +21,12 @@ from typing import Any
 import yaml
 
 
+REPLACED_KEYS = {  # TRL keys that rankrl sets itself from another recipe key
+    "reward_weights": "set each reward's 'weight' in 'rewards' instead",
+    "use_vllm": "set generation_backend: auto, vllm or hf instead",
+}
+
+
 class RecipeError(ValueError):
     """A recipe or override that cannot be turned into configs; the message is one line."""
 
@@ -86,6 +92,13 @@ class ScriptArguments:
     )
     resume: bool = field(
         default=True, metadata={"help": "Resume from the last checkpoint in output_dir when there is one."}
+    )
+    generation_backend: str = field(
+        default="auto",
+        metadata={
+            "help": "GRPO rollouts: 'vllm' (TRL's vLLM engine, vllm_mode colocate or server), 'hf' (transformers "
+            "generate) or 'auto' (vLLM when it is installed and a GPU is visible, else HF)."
+        },
     )
     group_by_query: bool = field(
         default=False,
@@ -187,8 +200,9 @@ def build_configs(config: dict[str, Any], config_types: Sequence[type], source: 
             raise RecipeError(f"{source}: unknown key {key!r}{hint}")
         config_type, annotation = owners[key]
         kwargs[config_type][key] = _coerce(value, annotation, key, source)
-    if "reward_weights" in config:
-        raise RecipeError(f"{source}: key 'reward_weights': set each reward's 'weight' in 'rewards' instead")
+    for key, instead in REPLACED_KEYS.items():
+        if key in config:
+            raise RecipeError(f"{source}: key {key!r}: {instead}")
     instances = []
     for config_type in config_types:
         try:

@@ -241,12 +241,12 @@ def trap_mpi4py() -> Finding:
 
 
 def trap_vllm_cpu(cuda: bool) -> Finding:
-    """TRL's vLLM weight sync needs CUDA: GRPO with use_vllm does not work on a CPU machine."""
+    """TRL's vLLM weight sync needs CUDA: GRPO with vLLM rollouts does not work on a CPU machine."""
     vllm = _vllm()
     if vllm is None or cuda:
         return Finding("ok", "vllm on cpu", "n/a (no vLLM, or CUDA present)")
     text = f"{vllm[0]} {vllm[1]} without CUDA: TRL's weight sync needs CUDA"
-    return Finding("warn", "vllm on cpu", f"{text}; fix: use_vllm: false (HF generation) on this machine")
+    return Finding("warn", "vllm on cpu", f"{text}; fix: generation_backend: hf (or auto) on this machine")
 
 
 def check_launch(launch: str, recipe: str | None) -> Finding:

@@ -13,12 +13,19 @@ keeps the prompts of a query in one generation batch.
 
 from __future__ import annotations
 
+import importlib.util
+import logging
+
+import torch
 from trl import GRPOConfig, ModelConfig
 
 from rewards import resolve_rewards
-from trainers.configs import ScriptArguments
+from trainers.configs import RecipeError, ScriptArguments
 from trainers.pipeline import policy, run_cli, setup, train_and_save
 from trainers.trl_overrides import RankRLGRPOTrainer
+
+BACKENDS = ("auto", "vllm", "hf")
+logger = logging.getLogger("rankrl")
 
 
 def main(
@@ -26,6 +33,7 @@ def main(
 ) -> RankRLGRPOTrainer:
     """Optimise the recipe's rewards with GRPO starting from ``model_args.model_name_or_path``."""
     reward_funcs, training_args.reward_weights = resolve_rewards(script_args.rewards)
+    training_args.use_vllm = uses_vllm(script_args.generation_backend)
     task, rows = setup(script_args, training_args)
     dataset = rows.map(lambda row: {"prompt": task.prompt(row)})
     trainer = RankRLGRPOTrainer(
@@ -37,6 +45,21 @@ def main(
     )
     train_and_save(trainer, script_args, task)
     return trainer
+
+
+def uses_vllm(backend: str) -> bool:
+    """Whether GRPO rolls out with TRL's vLLM engine for ``generation_backend`` (auto / vllm / hf)."""
+    if backend not in BACKENDS:
+        raise RecipeError(f"recipe: generation_backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    available = importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
+    if backend == "vllm" and not available:
+        raise RecipeError(
+            "recipe: generation_backend 'vllm' needs vllm and a CUDA GPU (pip install 'rankrl[vllm]'); "
+            "'auto' falls back to HF generation"
+        )
+    use = backend == "vllm" or (backend == "auto" and available)
+    logger.info("GRPO rollouts with %s", "vLLM" if use else "HF generate")
+    return use
 
 
 if __name__ == "__main__":

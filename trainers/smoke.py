@@ -88,7 +88,7 @@ def smoke_overrides(stage: str, workspace: ToyWorkspace, output_dir: Path) -> di
             generation_batch_size=None,
             steps_per_generation=None,
             max_completion_length=32,
-            use_vllm=False,
+            generation_backend="hf",
         )
     else:
         overrides.update(max_length=512, packing=False)
