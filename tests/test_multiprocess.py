@@ -41,6 +41,12 @@ RUNS = {
     "sft-zero2-lora": ("sft", "cpu_zero2", {"use_peft": True, "lora_r": 4, "lora_alpha": 8}),
     "sft-zero3": ("sft", "cpu_zero3", {}),
     "grpo-ddp": ("grpo", "cpu_ddp2", {}),
+    "grpo-zero2-lora": (
+        "grpo",
+        "cpu_zero2",
+        # a reward that varies on any text, so the advantages are not all zero and the adapter trains
+        {"use_peft": True, "lora_r": 4, "lora_alpha": 8, "rewards": ["tests.recording_rewards:text_length"]},
+    ),
     "grpo-zero3": ("grpo", "cpu_zero3", {}),
 }
 
@@ -168,15 +174,16 @@ def test_two_processes_train_and_save_a_checkpoint_that_reloads(name, runs, work
         assert any(not torch.equal(reloaded[key], base[key]) for key in base), "the saved weights never moved"
 
 
-def test_lora_under_zero2_saves_an_adapter_that_peft_loads(runs, workspace):
+@pytest.mark.parametrize("name", ["sft-zero2-lora", "grpo-zero2-lora"])
+def test_lora_under_zero2_saves_an_adapter_that_peft_loads(name, runs, workspace):
     from peft import PeftModel
 
-    output_dir, output = runs("sft-zero2-lora")
+    output_dir, output = runs(name)
     assert _total_batch(output) == 2 * PER_DEVICE_BATCH, "only one process ran"
     assert (output_dir / "adapter_config.json").is_file()
     base = AutoModelForCausalLM.from_pretrained(workspace.model_dir)
     adapted = PeftModel.from_pretrained(base, output_dir)
-    lora_b = [param for name, param in adapted.named_parameters() if "lora_B" in name]
+    lora_b = [param for key, param in adapted.named_parameters() if "lora_B" in key]
     assert lora_b and any(param.abs().sum() > 0 for param in lora_b), "lora_B is still all zeros"
 
 
