@@ -156,7 +156,12 @@ def test_zero3_peft_selective_checkpointing_in_sft(tmp_path):
 
 
 def test_zero3_with_vllm_colocate_and_checkpointing_is_supported(tmp_path):
-    recipe = {"stage": "grpo", "generation_backend": "vllm", "vllm_mode": "colocate", "gradient_checkpointing": True}
+    recipe = {
+        "stage": "grpo",
+        "generation_backend": "vllm",
+        "vllm_mode": "colocate",
+        "gradient_checkpointing": True,
+    }
     validate_launch(_deepspeed(tmp_path), {**recipe, "bf16": True, "use_peft": True}, GPU8)
 
 

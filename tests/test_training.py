@@ -104,7 +104,9 @@ def test_grpo_raises_mean_reward_and_logs_each_reward(sft_run, workspace, tmp_pa
     rewards = _logged(trainer, "reward")
     assert len(rewards) == 40
     assert np.mean(rewards[-10:]) > np.mean(rewards[:10]) + 0.1
-    assert _logged(trainer, "rewards/ranking_metric/mean") and _logged(trainer, "rewards/listwise_monitor/mean")
+    assert _logged(trainer, "rewards/ranking_metric/mean") and _logged(
+        trainer, "rewards/listwise_monitor/mean"
+    )
     assert _logged(trainer, "monitor/invalid_rate") and _logged(trainer, "throughput/tokens_per_s_per_device")
     after = _state(trainer.model)
     assert any(not torch.equal(before[name], after[name]) for name in before)
@@ -123,3 +125,28 @@ def test_lora_sft_saves_an_adapter_that_peft_loads(workspace, tmp_path):
     lora_b = [p for name, p in adapted.named_parameters() if "lora_B" in name]
     assert lora_b and any(p.abs().sum() > 0 for p in lora_b)
     assert trainer.model.peft_config
+
+
+def test_eval_strategy_ranks_held_out_rows_as_rankrl_eval_does(workspace, tmp_path):
+    from trainers.evaluate import evaluate_with_strategy
+    from trainers.evaluation.config import load_strategy
+
+    strategy_file = tmp_path / "eval.yaml"
+    strategy_file.write_text("strategy: listwise\nwindow: 4\nstep: 2\nparse: lenient\n")
+    configs = _configs(
+        "sft", workspace, tmp_path / "out", max_steps=2, eval_steps_ndcg=1, eval_strategy=str(strategy_file)
+    )
+    trainer = sft.main(*configs)
+    during = _logged(trainer, "eval_ndcg@10")
+    assert len(during) == 3  # steps 1 and 2, then the final evaluation
+    rows = [row for row in map(dict, _heldout(workspace))][:8]
+    expected = evaluate_with_strategy(
+        trainer.model, trainer.processing_class, rows, load_strategy(strategy_file)
+    )
+    assert during[-1] == pytest.approx(expected.ndcg)
+
+
+def _heldout(workspace):
+    from trainers.data import load_dataset_file
+
+    return load_dataset_file(str(workspace.heldout_path))

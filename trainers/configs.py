@@ -20,7 +20,6 @@ from typing import Any
 
 import yaml
 
-
 REPLACED_KEYS = {  # TRL keys that rankrl sets itself from another recipe key
     "reward_weights": "set each reward's 'weight' in 'rewards' instead",
     "use_vllm": "set generation_backend: auto, vllm or hf instead",
@@ -96,8 +95,8 @@ class ScriptArguments:
     generation_backend: str = field(
         default="auto",
         metadata={
-            "help": "GRPO rollouts: 'vllm' (TRL's vLLM engine, vllm_mode colocate or server), 'hf' (transformers "
-            "generate) or 'auto' (vLLM when it is installed and a GPU is visible, else HF)."
+            "help": "GRPO rollouts: 'vllm' (TRL's vLLM engine, vllm_mode colocate or server), 'hf' "
+            "(transformers generate) or 'auto' (vLLM when it is installed and a GPU is visible, else HF)."
         },
     )
     group_by_query: bool = field(
@@ -113,6 +112,14 @@ class ScriptArguments:
     )
     eval_steps_ndcg: int = field(
         default=0, metadata={"help": "Evaluate held-out nDCG@10 every N steps during training (0: never)."}
+    )
+    eval_strategy: str | None = field(
+        default=None,
+        metadata={
+            "help": "A `rankrl eval` config (YAML) whose strategy ranks the held-out rows during and after "
+            "training, so those numbers mean what the final evaluation's do; default: one greedy "
+            "completion of the task prompt per row."
+        },
     )
     eval_max_samples: int = field(
         default=200, metadata={"help": "Held-out rows used by the in-training nDCG evaluation."}

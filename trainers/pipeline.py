@@ -16,7 +16,8 @@ from trl.trainer.callbacks import RichProgressCallback
 from trainers.collectives import describe_collective_failure, start_cpu_process_group
 from trainers.configs import RecipeError, ScriptArguments, apply_overrides, build_configs, read_yaml
 from trainers.data import load_dataset_file
-from trainers.evaluate import RankingEvalCallback, evaluate_rankings
+from trainers.evaluate import RankingEvalCallback, evaluate_rankings, evaluate_with_strategy
+from trainers.evaluation.config import load_strategy
 from trainers.modeling import load_model, load_tokenizer
 from trainers.tasks import get_task
 from trainers.throughput import ThroughputCallback
@@ -65,8 +66,10 @@ def train_and_save(trainer: Trainer, script_args: ScriptArguments, task: Any) ->
     """Train (resuming from the last checkpoint if asked), save model and tokenizer, then evaluate."""
     eval_rows = load_dataset_file(script_args.eval_dataset).to_list() if script_args.eval_dataset else []
     eval_rows = eval_rows[: script_args.eval_max_samples]
+    strategy = load_strategy(script_args.eval_strategy) if script_args.eval_strategy else None
     if eval_rows and script_args.eval_steps_ndcg:
-        trainer.add_callback(RankingEvalCallback(trainer, eval_rows, task, script_args.eval_steps_ndcg))
+        every = script_args.eval_steps_ndcg
+        trainer.add_callback(RankingEvalCallback(trainer, eval_rows, task, every, strategy=strategy))
     throughput = ThroughputCallback(trainer)
     trainer.add_callback(throughput)
     if script_args.rich_progress:
@@ -81,7 +84,12 @@ def train_and_save(trainer: Trainer, script_args: ScriptArguments, task: Any) ->
     metrics = {**result.metrics, **throughput.summary}
     trainer.save_model(output_dir)
     if eval_rows:
-        final = evaluate_rankings(trainer.model, trainer.processing_class, eval_rows, task)
+        model, tokenizer = trainer.model, trainer.processing_class
+        final = (
+            evaluate_with_strategy(model, tokenizer, eval_rows, strategy)
+            if strategy
+            else evaluate_rankings(model, tokenizer, eval_rows, task)
+        )
         metrics["eval_ndcg@10"] = final.ndcg
         trainer.log({"eval_ndcg@10": final.ndcg, "eval_repaired": final.repaired})
     trainer.save_metrics("train", metrics)

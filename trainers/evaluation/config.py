@@ -141,3 +141,11 @@ def build_strategy(config: EvalConfig) -> Strategy:
     else:
         strategy = Groupwise(config.group_size, config.repeats, config.shuffle_groups, config.seed, words)
     return replace(strategy, sampling=replace(strategy.sampling, **config.sampling_overrides()))
+
+
+def load_strategy(path: str) -> Strategy:
+    """The strategy of the ``rankrl eval`` config file at ``path`` (its other keys are ignored here)."""
+    from trainers.configs import build_configs, read_yaml
+
+    (config,) = build_configs(read_yaml(path), (EvalConfig,), path)
+    return build_strategy(config)
