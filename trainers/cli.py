@@ -118,6 +118,13 @@ def evaluate(args: argparse.Namespace) -> None:
     eval_command(args)
 
 
+def tts(args: argparse.Namespace) -> None:
+    """Test-time scaling of a reasoner: voting, best-of-N, first-finish, budget forcing (docs/eval.md)."""
+    from trainers.evaluation.tts_run import tts_command
+
+    tts_command(args)
+
+
 def export(args: argparse.Namespace) -> None:
     """Merge a LoRA / QLoRA adapter into its base model (trainers.export)."""
     from trainers.export import export_merged
@@ -158,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     eval_parser.add_argument("overrides", nargs="*", help="[CONFIG.yaml] then key=value settings")
     eval_parser.add_argument("--skip-missing", action="store_true", help="skip and count bad input lines")
     eval_parser.set_defaults(handler=evaluate)
+    tts_parser = commands.add_parser("tts", help="a reasoner's accuracy against samples and tokens")
+    tts_parser.add_argument("overrides", nargs="*", help="[CONFIG.yaml] then key=value settings")
+    tts_parser.set_defaults(handler=tts)
     export_parser = commands.add_parser("export", help="merge a LoRA/QLoRA adapter into a full checkpoint")
     export_parser.add_argument("adapter", help="adapter folder (a training output_dir with use_peft)")
     export_parser.add_argument("output", help="folder for the merged checkpoint")

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
@@ -278,14 +278,21 @@ def _read_sources(path: str | Path, split: str) -> list[tuple[str, list]]:
     return [(name, datasets.load_dataset(name, split=split).to_list())]
 
 
-def load_dataset_file(path: str | Path, kind: str = "ranking", split: str = "train") -> Dataset:
+def load_dataset_file(
+    path: str | Path, kind: str = "ranking", split: str = "train", columns: Mapping[str, str] | None = None
+) -> Dataset:
     """Load, check and cast a ranking or reasoning dataset from a local file, folder or Hub dataset id.
 
     A folder of parquet files uses the files named ``<split>-*.parquet`` or ``<split>.parquet`` when there are
-    any, otherwise all of them, in name order. Errors are ``DataError`` / ``FileNotFoundError`` with one line.
+    any, otherwise all of them, in name order. ``columns`` renames source columns to the schema's before the
+    check (GSM8K: ``{"question": "problem"}``). Errors are ``DataError`` / ``FileNotFoundError``, one line.
     """
-    spec = _kind(kind)
-    rows = [row for source, raw in _read_sources(path, split) for row in _normalize(raw, source, spec)]
+    spec, names = _kind(kind), dict(columns or {})
+    renamed = [
+        (source, [{names.get(k, k): v for k, v in r.items()} if isinstance(r, dict) else r for r in raw])
+        for source, raw in _read_sources(path, split)
+    ]
+    rows = [row for source, raw in renamed for row in _normalize(raw, source, spec)]
     return Dataset.from_list(rows, features=spec.features)
 
 

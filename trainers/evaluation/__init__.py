@@ -6,6 +6,9 @@
   (heapsort), :mod:`~trainers.evaluation.pointwise` (ERank, Retro*), :mod:`~trainers.evaluation.groupwise`
   (GroupRank), and :mod:`~trainers.evaluation.fusion` with first-stage scores.
 - :mod:`~trainers.evaluation.runner`: inputs, cache, outputs, metrics, significance and manifest.
+- Test-time scaling for reasoners (``rankrl tts``): rules and budget forcing in
+  :mod:`~trainers.evaluation.tts`, scorers in :mod:`~trainers.evaluation.tts_score`, the sweep, table and
+  plot in :mod:`~trainers.evaluation.tts_report`, config and command in :mod:`~trainers.evaluation.tts_run`.
 """
 
 from trainers.evaluation.backend import Generation, GenerationBackend, HFBackend, Sampling

@@ -10,6 +10,10 @@ one tests use).
 similar length (less padding), generates ``batch_size`` prompts at a time with left padding and returns the
 results in the caller's order. Greedy decoding (``temperature == 0``) is deterministic for a given call;
 sampling draws from torch's global generator, seeded when the backend is built with a ``seed``.
+
+A prompt whose last message is the assistant's is a prefill: its text is appended verbatim (tokenized
+without special tokens) after the generation prompt and the completion continues it; budget forcing
+(:mod:`~trainers.evaluation.tts`) relies on this.
 """
 
 from __future__ import annotations
@@ -93,8 +97,10 @@ class HFBackend:
         return results
 
     def _encode(self, messages: Messages) -> list[int]:
-        encoded = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)
-        return list(encoded["input_ids"])
+        prefill = messages[-1]["content"] if messages and messages[-1]["role"] == "assistant" else None
+        prompt = messages[:-1] if prefill is not None else messages
+        encoded = self.tokenizer.apply_chat_template(prompt, add_generation_prompt=True, return_dict=True)
+        return list(encoded["input_ids"]) + self.tokenizer.encode(prefill or "", add_special_tokens=False)
 
     @torch.no_grad()
     def _generate_batch(self, input_ids: list[list[int]], sampling: Sampling) -> list[list[Generation]]:
