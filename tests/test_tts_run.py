@@ -11,7 +11,7 @@ import pytest
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from trainers.cli import main
-from trainers.evaluation.config import EvalConfig
+from trainers.evaluation.backend import encode_prompt
 from trainers.evaluation.runner import load_backend
 from trainers.evaluation.toy import SMALL_MODEL
 from trainers.evaluation.tts_report import COLUMNS
@@ -94,11 +94,12 @@ def test_tts_on_the_tiny_model_writes_table_plot_samples_and_manifest(models, da
 
 def test_hf_backend_continues_an_assistant_prefill(models):
     policy, _ = models
-    backend = load_backend(EvalConfig(model=str(policy), dtype="float32"))
+    backend = load_backend(str(policy), dtype="float32")
     prompt = math_messages("Tom has 3 apples.")
     prefix = "<think>count 3 and 4"
-    prefilled = backend._encode([*prompt, {"role": "assistant", "content": prefix}])
-    assert prefilled == backend._encode(prompt) + backend.tokenizer.encode(prefix, add_special_tokens=False)
+    tokenizer = backend.tokenizer
+    prefilled = encode_prompt(tokenizer, [*prompt, {"role": "assistant", "content": prefix}])
+    assert prefilled == encode_prompt(tokenizer, prompt) + tokenizer.encode(prefix, add_special_tokens=False)
 
 
 @pytest.mark.parametrize(

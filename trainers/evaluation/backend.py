@@ -2,9 +2,9 @@
 
 A backend turns a list of chat prompts and one :class:`Sampling` into, per prompt, ``num_samples``
 :class:`Generation` objects (text, generated-token count and, when asked, per-token log-probabilities).
-Strategies never see the model, so a vLLM engine or a remote server plugs in by implementing
-:class:`GenerationBackend`; :class:`HFBackend` is the transformers implementation (the default, and the
-one tests use).
+Strategies never see the model, so any engine plugs in by implementing :class:`GenerationBackend`:
+:class:`HFBackend` is the transformers implementation, :class:`trainers.evaluation.vllm_backend.VLLMBackend`
+the vLLM one; both encode prompts with :func:`encode_prompt`, so they see the same tokens.
 
 :class:`HFBackend` tokenizes every prompt once, sorts the prompts by length so a batch holds prompts of
 similar length (less padding), generates ``batch_size`` prompts at a time with left padding and returns the
@@ -79,7 +79,7 @@ class HFBackend:
 
     def generate(self, prompts: Sequence[Messages], sampling: Sampling) -> list[list[Generation]]:
         """Complete ``prompts``; the model's mode and the tokenizer's padding side are restored after."""
-        encoded = [self._encode(messages) for messages in prompts]
+        encoded = [encode_prompt(self.tokenizer, messages) for messages in prompts]
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         results: list[list[Generation]] = [[] for _ in prompts]
         was_training, padding_side = self.model.training, self.tokenizer.padding_side
@@ -95,12 +95,6 @@ class HFBackend:
             self.model.train(was_training)
             self.tokenizer.padding_side = padding_side
         return results
-
-    def _encode(self, messages: Messages) -> list[int]:
-        prefill = messages[-1]["content"] if messages and messages[-1]["role"] == "assistant" else None
-        prompt = messages[:-1] if prefill is not None else messages
-        encoded = self.tokenizer.apply_chat_template(prompt, add_generation_prompt=True, return_dict=True)
-        return list(encoded["input_ids"]) + self.tokenizer.encode(prefill or "", add_special_tokens=False)
 
     @torch.no_grad()
     def _generate_batch(self, input_ids: list[list[int]], sampling: Sampling) -> list[list[Generation]]:
@@ -129,6 +123,14 @@ class HFBackend:
             return Generation(text, length)
         pieces = tuple(self.tokenizer.decode([token]) for token in ids[:length])
         return Generation(text, length, pieces, tuple(logprobs[row, :length].tolist()))
+
+
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, messages: Messages) -> list[int]:
+    """Token ids of a chat prompt with the generation prompt; a final assistant message is a prefill."""
+    prefill = messages[-1]["content"] if messages and messages[-1]["role"] == "assistant" else None
+    prompt = messages[:-1] if prefill is not None else messages
+    encoded = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, return_dict=True)
+    return list(encoded["input_ids"]) + tokenizer.encode(prefill or "", add_special_tokens=False)
 
 
 def generate_texts(backend: GenerationBackend, prompts: Sequence[Messages], sampling: Sampling) -> list[str]:

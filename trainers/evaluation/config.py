@@ -21,6 +21,7 @@ from trainers.evaluation.setwise import SetwiseHeapsort
 from trainers.tasks.listwise import ListwiseTask
 
 STRATEGIES = ("listwise", "setwise", "pointwise", "groupwise")
+ENGINES = ("auto", "vllm", "hf")
 DEFAULT_MEASURES = [
     "ndcg_cut_1", "ndcg_cut_5", "ndcg_cut_10", "recall_10", "recall_20", "recall_100", "recip_rank", "map",
 ]  # fmt: skip
@@ -103,6 +104,9 @@ class EvalConfig:
     resume: bool = described("Reuse the per-query cache in output_dir from an interrupted run.", True)
     seed: int = described("Seed of sampling, group shuffles and the randomization test.", 0)
     dtype: str = described("Model dtype: auto, bfloat16, float16 or float32.", "auto")
+    engine: str = described(
+        "Generation engine: auto (vLLM when installed, else transformers), vllm or hf.", "auto"
+    )
     run_tag: str = described("Tag written in the last column of the TREC run.", "rankrl")
 
     def __post_init__(self) -> None:

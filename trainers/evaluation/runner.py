@@ -27,7 +27,7 @@ from data_synth.sources import read_run_file
 from rewards.trec_io import rank_by_score
 from trainers.evaluation.backend import GenerationBackend, HFBackend
 from trainers.evaluation.cache import QueryCache, fingerprint
-from trainers.evaluation.config import EvalConfig, build_strategy
+from trainers.evaluation.config import ENGINES, EvalConfig, build_strategy
 from trainers.evaluation.driver import QueryResult, Strategy, rerank_rows
 from trainers.evaluation.fusion import fuse
 from trainers.evaluation.inputs import EvalInputs, load_inputs
@@ -48,18 +48,34 @@ ORDERS: dict[str, Callable[[list, random.Random], list]] = {
 }
 
 
-def load_backend(config: EvalConfig) -> HFBackend:
-    """The transformers backend on the configured checkpoint (on the GPU when there is one)."""
+def load_backend(
+    model: str | None, *, dtype: str = "auto", batch_size: int = 64, seed: int = 0, engine: str = "auto"
+) -> GenerationBackend:
+    """A generation backend on the checkpoint ``model``: vLLM for ``engine`` ``vllm``, or ``auto`` when vLLM
+    is installed; else transformers (on the GPU when there is one)."""
+    import importlib.util
+
     import torch
     from trl import ModelConfig
 
-    from trainers.modeling import load_model, load_tokenizer
+    from trainers.modeling import check_model_path, load_model, load_tokenizer
 
-    model_args = ModelConfig(model_name_or_path=config.model, dtype=config.dtype)
-    model, tokenizer = load_model(model_args), load_tokenizer(model_args)
+    if engine not in ENGINES:
+        raise ValueError(f"engine {engine!r}: expected one of {', '.join(ENGINES)}")
+    has_vllm = importlib.util.find_spec("vllm") is not None
+    if engine == "vllm" and not has_vllm:
+        raise ValueError(
+            "engine 'vllm' needs vllm installed (pip install 'rankrl[vllm]'); 'auto' falls back to HF"
+        )
+    if has_vllm and engine != "hf":
+        from trainers.evaluation.vllm_backend import VLLMBackend
+
+        return VLLMBackend(check_model_path(model), dtype=dtype, seed=seed)
+    model_args = ModelConfig(model_name_or_path=model, dtype=dtype)
+    hf_model, tokenizer = load_model(model_args), load_tokenizer(model_args)
     if torch.cuda.is_available():
-        model.to("cuda")
-    return HFBackend(model, tokenizer, config.batch_size, config.seed)
+        hf_model.to("cuda")
+    return HFBackend(hf_model, tokenizer, batch_size, seed)
 
 
 def rerank_cached(
@@ -80,7 +96,9 @@ def run_eval(config: EvalConfig, backend: GenerationBackend | None = None) -> di
     """Run one evaluation end to end; returns the manifest (also written to ``output_dir``)."""
     inputs = load_inputs(config)
     strategy = build_strategy(config)
-    backend = backend or load_backend(config)
+    backend = backend or load_backend(
+        config.model, dtype=config.dtype, batch_size=config.batch_size, seed=config.seed, engine=config.engine
+    )
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -229,11 +247,12 @@ def _manifest(
             "queries_per_s": len(results) / generation_s if generation_s > 0 else None,
             "wall_s_this_session": wall,
         },
-        "versions": _versions(),
+        "versions": package_versions(),
     }
 
 
-def _versions() -> dict[str, str]:
+def package_versions() -> dict[str, str]:
+    """Python and the versions of the packages that decide a run's numbers, for manifests."""
     versions = {"python": platform.python_version()}
     for package in PACKAGES:
         try:

@@ -27,9 +27,8 @@ from typing import Any
 from trainers.configs import described
 from trainers.data import load_dataset_file
 from trainers.evaluation.backend import GenerationBackend, Sampling
-from trainers.evaluation.config import EvalConfig
 from trainers.evaluation.inputs import sha256
-from trainers.evaluation.runner import _versions, load_backend
+from trainers.evaluation.runner import load_backend, package_versions
 from trainers.evaluation.tts import RULES, SCORED_RULES, BudgetForcing, Sample, budget_force, sample_problems
 from trainers.evaluation.tts_report import (
     markdown_table,
@@ -140,8 +139,9 @@ def run_tts(
     problems = load_problems(config)
     scorer = scorer or build_scorer(config)
     if backend is None:
-        settings = {"model": config.model, "dtype": config.dtype, "batch_size": config.batch_size}
-        backend = load_backend(EvalConfig(**settings, seed=config.seed))  # the eval backend on these settings
+        backend = load_backend(
+            config.model, dtype=config.dtype, batch_size=config.batch_size, seed=config.seed
+        )
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     prompts = [math_messages(row["problem"]) for row in problems]
@@ -171,7 +171,7 @@ def run_tts(
         "sampling": asdict(config.sampling(max(config.n_values, default=1))),
         "cost": cost,
         "table": table,
-        "versions": _versions(),
+        "versions": package_versions(),
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str), encoding="utf-8")
     print(markdown_table(table))
