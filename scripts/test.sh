@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false WANDB_MODE=offline
-exec "${RANKRL_VENV:-.venv}/bin/python" -m pytest -q "$@"
+exec "${RANKRL_VENV:-.venv}/bin/python" -m pytest -q --durations=25 "$@"

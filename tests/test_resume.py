@@ -6,7 +6,7 @@ reference weights. A second run is SIGKILLed (its whole process group) as soon a
 complete; the checkpoints after the one under test are removed, and the same command is run again: it
 resumes automatically and must end with weights equal to the reference (max |diff| <= 1e-6) after exactly
 ``STEPS`` steps. Resuming from step 6 starts an epoch (verl#7401 skipped the remaining steps there); from
-step 4 it resumes mid-epoch, so the data position must be restored.
+step 4 it resumes mid-epoch, so the data position must be restored (2-process runs: step 4 only).
 """
 
 from __future__ import annotations
@@ -112,7 +112,8 @@ def test_resume_after_kill_equals_an_uninterrupted_run(stage, processes, workspa
     _run(_command(stage, workspace, reference_dir, processes))
     reference = _weights(reference_dir)
     _run(_command(stage, workspace, killed_dir, processes), kill_after=KILL_AFTER)
-    for resume_from in (KILL_AFTER, 4):  # an epoch boundary (3 steps per epoch), then mid-epoch
+    # An epoch boundary (3 steps per epoch), then mid-epoch; with 2 processes mid-epoch only (CI time).
+    for resume_from in (KILL_AFTER, 4) if processes == 1 else (4,):
         resumed_dir = tmp_path / f"resumed-{resume_from}"
         shutil.copytree(killed_dir, resumed_dir)
         for checkpoint in resumed_dir.glob("checkpoint-*"):
