@@ -1,11 +1,14 @@
-"""Per-query cache of an evaluation: an append-only JSONL file, so a killed evaluation resumes.
+"""Per-item cache of a long evaluation: an append-only JSONL file, so a killed run resumes.
 
-Line 1 is ``{"fingerprint": ...}``, a hash of everything that determines a query's ranking (model, strategy
-and its parameters, sampling, depth, input checksums, seed); every further line is one finished query
-(:class:`trainers.evaluation.driver.QueryResult` as JSON), appended and flushed as soon as the query is done.
-On resume, finished queries are taken from the cache and only the others are reranked, so greedy decoding
-gives the same run file as an uninterrupted evaluation. A last line cut short by a kill is ignored; a cache
+Line 1 is ``{"fingerprint": ...}``, a hash of everything that determines the results (model, strategy or
+sampling settings, input checksums, seed); every further line is one finished item, appended and flushed as
+soon as it is done. On resume, finished items are taken from the cache and only the others are computed, so
+a resumed run writes what an uninterrupted one writes. A last line cut short by a kill is ignored; a cache
 written under another fingerprint is an error (use a new ``output_dir`` or ``resume=false``).
+
+:class:`RecordCache` keeps plain JSON records keyed by their ``"key"`` (``rankrl tts``'s samples per
+problem); :class:`QueryCache` keeps ``rankrl eval``'s finished queries
+(:class:`trainers.evaluation.driver.QueryResult`, keyed by ``query_id``).
 """
 
 from __future__ import annotations
@@ -19,29 +22,39 @@ from trainers.data import DataError
 from trainers.evaluation.driver import QueryResult
 
 
-def fingerprint(parts: dict[str, Any]) -> str:
+def fingerprint(parts: Any) -> str:
     """Stable hash of a JSON-serialisable description."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-class QueryCache:
-    """Finished queries of one evaluation (module docstring); ``done`` maps query id to its result."""
+class RecordCache:
+    """Finished items of one run (module docstring); ``done`` maps an item's ``id_field`` to the item."""
+
+    id_field = "key"
 
     def __init__(self, path: str | Path, key: str, resume: bool = True) -> None:
         self.path, self.key = Path(path), key
-        self.done: dict[str, QueryResult] = {}
+        self.done: dict[str, Any] = {}
         if resume and self.path.is_file() and self.path.stat().st_size:
             self._load()
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.write_text(json.dumps({"fingerprint": key}) + "\n", encoding="utf-8")
 
+    def decode(self, record: dict[str, Any]) -> Any:
+        """The item a cached JSON record stands for."""
+        return record
+
+    def encode(self, item: Any) -> dict[str, Any]:
+        """The JSON record of an item."""
+        return item
+
     def _load(self) -> None:
         lines = self.path.read_text(encoding="utf-8").splitlines()
         header = _json_line(lines[0]) or {}
         if header.get("fingerprint") != self.key:
             raise DataError(
-                f"{self.path}: cache of a different evaluation (model, strategy or inputs changed); "
+                f"{self.path}: cache of a different evaluation (model, settings or inputs changed); "
                 "use another output_dir or resume=false"
             )
         kept = lines[:1]
@@ -51,17 +64,30 @@ class QueryCache:
                 if number == len(lines):
                     break  # the write a kill interrupted
                 raise DataError(f"{self.path}:{number}: not a JSON cache record")
-            self.done[record["query_id"]] = QueryResult(**record)
+            self.done[record[self.id_field]] = self.decode(record)
             kept.append(line)
         if len(kept) < len(lines) or not self.path.read_bytes().endswith(b"\n"):
             self.path.write_text("\n".join(kept) + "\n", encoding="utf-8")
 
-    def append(self, result: QueryResult) -> None:
-        """Record a finished query (flushed at once, so it survives a kill of this process)."""
+    def append(self, item: Any) -> None:
+        """Record a finished item (flushed at once, so it survives a kill of this process)."""
+        record = self.encode(item)
         with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(result.to_json()) + "\n")
+            handle.write(json.dumps(record) + "\n")  # ASCII: a kill cannot split a character
             handle.flush()
-        self.done[result.query_id] = result
+        self.done[record[self.id_field]] = item
+
+
+class QueryCache(RecordCache):
+    """Finished queries of one ``rankrl eval`` run; ``done`` maps query id to its :class:`QueryResult`."""
+
+    id_field = "query_id"
+
+    def decode(self, record: dict[str, Any]) -> QueryResult:
+        return QueryResult(**record)
+
+    def encode(self, item: QueryResult) -> dict[str, Any]:
+        return item.to_json()
 
 
 def _json_line(line: str) -> dict[str, Any] | None:

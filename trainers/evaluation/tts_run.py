@@ -2,15 +2,23 @@
 
 Steps: load the problems (:func:`trainers.data.load_dataset_file`, kind ``reasoning``, columns renamed
 from ``problem_field`` / ``answer_field``) and build the math prompt
-(:func:`trainers.tasks.prompts.math_messages`); sample max(n_values) completions per problem in one
-``generate`` pass; score them once when a scored rule is asked (:mod:`~trainers.evaluation.tts_score`);
-sweep the rules over sample prefixes (:func:`~trainers.evaluation.tts_report.sweep`); run budget forcing
-once per budget; write ``tts.csv``, ``tts.md`` (also printed), ``tts.png``, ``samples.jsonl`` and
-``manifest.json``.
+(:func:`trainers.tasks.prompts.math_messages`); then, ``problems_per_batch`` problems at a time (a *chunk*),
+sample max(n_values) completions per problem in one ``generate`` call, score them when a scorer is set
+(:mod:`~trainers.evaluation.tts_score`) and run budget forcing once per budget, appending each problem's
+samples and budget-forced completions to ``cache.jsonl`` (:class:`~trainers.evaluation.cache.RecordCache`);
+sweep the rules over sample prefixes (:func:`~trainers.evaluation.tts_report.sweep`); write ``tts.csv``,
+``tts.md`` (also printed), ``tts.png``, ``samples.jsonl`` and ``manifest.json``.
+
+Resume: the cache's fingerprint covers everything that decides a record (model, backend, the problems and
+their prompts, sampling, seed, chunk and batch sizes, scorer, budget-forcing texts); with ``resume`` a rerun
+reuses the cached problems and runs only the chunk steps (samples, or one budget) that lack a problem. Each
+chunk step first seeds torch's generator from (seed, chunk index, step), so a resumed run draws the same
+samples as an uninterrupted one and writes the same files, bar the measured timing columns.
 
 Cost: ``tokens_per_problem`` is exact (the first n samples' generated tokens). Latency of a prefix is the
-measured pass time in proportion to the prefix's share of the pass's tokens, plus, for a scored rule, n/N of
-the scoring time; budget-forcing rows are timed directly. The manifest has the measured totals.
+measured generation time (summed over chunks, those of an interrupted run included) in proportion to the
+prefix's share of the generated tokens, plus, for a scored rule, n/N of the scoring time; budget-forcing rows
+are timed directly. The manifest has the measured totals.
 """
 
 from __future__ import annotations
@@ -18,15 +26,19 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from trainers.configs import described
 from trainers.data import load_dataset_file
 from trainers.evaluation.backend import GenerationBackend, Sampling
+from trainers.evaluation.cache import RecordCache, fingerprint
 from trainers.evaluation.inputs import sha256
 from trainers.evaluation.runner import load_backend, package_versions
 from trainers.evaluation.tts import RULES, SCORED_RULES, BudgetForcing, Sample, budget_force, sample_problems
@@ -79,6 +91,13 @@ class TTSConfig:
     top_p: float = described("Nucleus sampling p.", 0.95)
     sample_top_k: int = described("Top-k sampling filter, 0 = off.", 0)
     batch_size: int = described("Prompts per generate call (each with its n samples).", 64)
+    problems_per_batch: int = described(
+        "Problems per chunk: sampled, scored, budget-forced and cached together (a kill loses one chunk).",
+        256,
+    )
+    resume: bool = described(
+        "Reuse the per-problem cache (cache.jsonl) in output_dir of an interrupted run.", True
+    )
     scorer_batch_size: int = described("Completions per reward-model forward pass.", 16)
     save_samples: bool = described("Write each sample's text, tokens, answer, score to samples.jsonl.", True)
     seed: int = described("Seed of sampling.", 0)
@@ -101,6 +120,8 @@ class TTSConfig:
             raise ValueError(f"strategy {needs[0]!r} needs a scorer: set reward or reward_model")
         if self.temperature <= 0 and max(self.n_values, default=1) > 1:
             raise ValueError("temperature 0 makes the n samples identical; set temperature > 0")
+        if self.problems_per_batch <= 0:
+            raise ValueError(f"problems_per_batch must be positive, got {self.problems_per_batch}")
 
     def sampling(self, num_samples: int) -> Sampling:
         """The decoding settings for ``num_samples`` samples per prompt."""
@@ -146,22 +167,21 @@ def run_tts(
     out.mkdir(parents=True, exist_ok=True)
     prompts = [math_messages(row["problem"]) for row in problems]
     references = [row["answer"] for row in problems]
+    key = _cache_key(config, backend, scorer is not None, problems, prompts)
+    cache = RecordCache(out / "cache.jsonl", key, config.resume)
+    records = _generate(cache, config, backend, scorer, problems, prompts)
     samples, scores, cost = [[] for _ in problems], None, {}
     table = []
     if config.n_values:
-        samples, scores, cost = _sample_and_score(config, backend, scorer, problems, prompts)
+        samples, scores, cost = _sampled(records["samples"], scorer is not None, config)
         table += _timed(sweep(samples, scores, references, config.n_values, config.strategies), cost, config)
-    forced = {}
-    for budget in config.budgets:
-        start = time.perf_counter()
-        forced[budget] = budget_force(backend, prompts, config.forcing(budget), config.sampling(1))
-        picked, tokens = [s.answer for s in forced[budget]], sum(s.num_tokens for s in forced[budget])
-        row = score_row("budget_forcing", 1, budget, picked, references, tokens)
-        table.append(with_latency(row, time.perf_counter() - start))
+    forced = {budget: records[f"budget_{budget}"] for budget in config.budgets}
+    table += [_forced_row(budget, done, references) for budget, done in forced.items()]
     write_table(out, table)
     write_plot(out / "tts.png", table)
     if config.save_samples:
-        _write_samples(out / "samples.jsonl", problems, samples, scores, forced)
+        completions = {b: [Sample(**record["sample"]) for record in done] for b, done in forced.items()}
+        _write_samples(out / "samples.jsonl", problems, samples, scores, completions)
     manifest = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": config.model,
@@ -178,30 +198,130 @@ def run_tts(
     return manifest
 
 
-def _sample_and_score(
+# Settings that decide no cached record: where the inputs are (their rows and prompts are hashed instead),
+# which rules and n the report shows (max(n_values) is in the sampling), which budgets run (records are per
+# budget) and what is written.
+UNCACHED = (
+    "dataset", "split", "problem_field", "answer_field", "max_problems", "output_dir", "n_values",
+    "strategies", "budgets", "save_samples", "resume",
+)  # fmt: skip
+
+Step = Callable[[list[int]], list[dict[str, Any]]]
+"""One step of a chunk (its samples, or one budget): the JSON record of each problem index given."""
+
+
+def _cache_key(
+    config: TTSConfig,
+    backend: GenerationBackend,
+    scored: bool,
+    problems: Sequence[Mapping[str, Any]],
+    prompts: Sequence[Messages],
+) -> str:
+    """Fingerprint of everything that decides a cached record (module docstring)."""
+    settings = {name: value for name, value in asdict(config).items() if name not in UNCACHED}
+    return fingerprint(
+        {
+            **settings,
+            "backend": backend.name,
+            "scored": scored,
+            "sampling": asdict(config.sampling(max(config.n_values, default=1))),
+            "problems": fingerprint(problems),
+            "prompts": fingerprint(prompts),
+        }
+    )
+
+
+def _generate(
+    cache: RecordCache,
     config: TTSConfig,
     backend: GenerationBackend,
     scorer: Scorer | None,
     problems: Sequence[Mapping[str, Any]],
     prompts: Sequence[Messages],
-) -> tuple[list[list[Sample]], list[list[float]] | None, dict[str, Any]]:
-    """max(n_values) samples per problem, their scores (when a scorer is set) and the pass's measured cost."""
-    samples, generation_s = sample_problems(backend, prompts, config.sampling(max(config.n_values)))
+) -> dict[str, list[dict[str, Any]]]:
+    """Every step's records in problem order, running the chunk steps the cache lacks (module docstring)."""
+    steps: dict[str, Step] = {}
+    if config.n_values:
+        steps["samples"] = partial(_sample_chunk, config, backend, scorer, problems, prompts)
+    for budget in config.budgets:
+        steps[f"budget_{budget}"] = partial(_force_chunk, config, backend, prompts, budget)
+    size = config.problems_per_batch
+    for number, start in enumerate(range(0, len(problems), size)):
+        chunk = list(range(start, min(start + size, len(problems))))
+        for name, step in steps.items():
+            if missing := {i for i in chunk if f"{name}/{i}" not in cache.done}:
+                torch.manual_seed(int(fingerprint([config.seed, number, name])[:15], 16))
+                for i, record in zip(chunk, step(chunk), strict=True):
+                    if i in missing:
+                        cache.append({"key": f"{name}/{i}", **record})
+    return {name: [cache.done[f"{name}/{i}"] for i in range(len(problems))] for name in steps}
+
+
+def _sample_chunk(
+    config: TTSConfig,
+    backend: GenerationBackend,
+    scorer: Scorer | None,
+    problems: Sequence[Mapping[str, Any]],
+    prompts: Sequence[Messages],
+    chunk: list[int],
+) -> list[dict[str, Any]]:
+    """max(n_values) samples per problem of ``chunk``, their scores (None without a scorer) and each
+    problem's equal share of the chunk's generation and scoring time."""
+    rows, messages = [problems[i] for i in chunk], [prompts[i] for i in chunk]
+    samples, generation_s = sample_problems(backend, messages, config.sampling(max(config.n_values)))
     start = time.perf_counter()
-    scores = scorer(problems, prompts, samples) if scorer else None
+    scores = scorer(rows, messages, samples) if scorer else [None] * len(chunk)
+    scoring_s = time.perf_counter() - start if scorer else 0.0
+    return [
+        {
+            "samples": [asdict(s) for s in mine],
+            "scores": mine_scores,
+            "generation_s": generation_s / len(chunk),
+            "scoring_s": scoring_s / len(chunk),
+        }
+        for mine, mine_scores in zip(samples, scores, strict=True)
+    ]
+
+
+def _force_chunk(
+    config: TTSConfig, backend: GenerationBackend, prompts: Sequence[Messages], budget: int, chunk: list[int]
+) -> list[dict[str, Any]]:
+    """The budget-forced completion of each problem of ``chunk`` and its equal share of the time taken."""
+    start = time.perf_counter()
+    done = budget_force(backend, [prompts[i] for i in chunk], config.forcing(budget), config.sampling(1))
+    seconds = (time.perf_counter() - start) / len(chunk)
+    return [{"sample": asdict(sample), "seconds": seconds} for sample in done]
+
+
+def _sampled(
+    records: Sequence[Mapping[str, Any]], scored: bool, config: TTSConfig
+) -> tuple[list[list[Sample]], list[list[float]] | None, dict[str, Any]]:
+    """The samples and scores of the cached ``records`` (one per problem) and the measured cost."""
+    samples = [[Sample(**s) for s in record["samples"]] for record in records]
     tokens = sum(s.num_tokens for problem in samples for s in problem)
+    generation_s = sum(record["generation_s"] for record in records)
     return (
         samples,
-        scores,
+        [record["scores"] for record in records] if scored else None,
         {
             "samples_per_problem": max(config.n_values),
             "generated_tokens": tokens,
-            "generated_tokens_per_problem": tokens / max(len(problems), 1),
+            "generated_tokens_per_problem": tokens / max(len(records), 1),
             "generation_s": generation_s,
-            "problems_per_s": len(problems) / generation_s if generation_s > 0 else None,
-            "scoring_s": time.perf_counter() - start if scorer else 0.0,
+            "problems_per_s": len(records) / generation_s if generation_s > 0 else None,
+            "scoring_s": sum(record["scoring_s"] for record in records),
         },
     )
+
+
+def _forced_row(
+    budget: int, records: Sequence[Mapping[str, Any]], references: Sequence[str]
+) -> dict[str, Any]:
+    """The table row of one budget from its cached ``records`` (one per problem), timed by their seconds."""
+    picked = [record["sample"]["answer"] for record in records]
+    tokens = sum(record["sample"]["num_tokens"] for record in records)
+    row = score_row("budget_forcing", 1, budget, picked, references, tokens)
+    return with_latency(row, sum(record["seconds"] for record in records))
 
 
 def _timed(rows: list[dict[str, Any]], cost: Mapping[str, Any], config: TTSConfig) -> list[dict[str, Any]]:
