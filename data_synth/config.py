@@ -16,6 +16,16 @@ from trainers.configs import apply_overrides, build_configs, described, read_yam
 
 TEACHERS = ("openai", "hf")
 INPUTS = ("beir", "trec_run", "rankllm", "dataset", "toy_queries")
+RETRIEVERS = ("bm25", "dense")
+AT_LEAST_ONE = (
+    "samples",
+    "concurrency",
+    "max_tokens",
+    "list_size",
+    "group_size",
+    "batch_size",
+    "dense_batch_size",
+)
 
 
 @dataclass
@@ -38,10 +48,20 @@ class SynthConfig:
     dataset_split: str = described("Split of a dataset folder or Hub id.", "train")
     toy_queries: int = described("Generate N toy ranking queries (offline demo).", 0)
     max_queries: int | None = described("Use only the first N queries / problems.")
-    mine_k: int = described("BM25 candidates per query when mining a BEIR folder.", 20)
+    mine_k: int = described("Candidates per query when mining a BEIR folder (or read from trec_run).", 20)
     mine_positives: int = described(
-        "Labelled positives mixed into each mined candidate list (0: plain BM25).", 1
+        "Labelled positives mixed into each mined candidate list (0: the retriever's list as is).", 1
     )
+    retriever: str = described("Mining retriever: 'bm25' (bm25s) or 'dense' (dense_model).", "bm25")
+    dense_model: str | None = described(
+        "sentence-transformers model folder or Hub id for retriever: dense (pip install 'rankrl[dense]')."
+    )
+    dense_local_only: bool = described(
+        "Load dense_model from disk or the Hugging Face cache only (false: may download it).", True
+    )
+    dense_batch_size: int = described("Texts per encode batch of the dense retriever.", 64)
+    query_prompt: str = described("Text put before each query for the dense model (E5: 'query: ').", "")
+    passage_prompt: str = described("Text put before each passage for the dense model (E5: 'passage: ').", "")
     decontaminate_topics: str | None = described(
         "Evaluation topics (queries file); training queries sharing n-grams drop."
     )
@@ -99,11 +119,22 @@ class SynthConfig:
             )
         if self.trec_run and not (self.trec_topics and self.trec_qrels):
             raise ValueError("key 'trec_run' needs 'trec_topics' and 'trec_qrels'")
-        for name in ("samples", "concurrency", "max_tokens", "list_size", "group_size", "batch_size"):
+        self._check_retriever()
+        for name in AT_LEAST_ONE:
             if getattr(self, name) < 1:
                 raise ValueError(f"key {name!r} must be >= 1, got {getattr(self, name)}")
         if not self.model:
             raise ValueError("key 'model' is not set (endpoint model name or local model folder)")
+
+    def _check_retriever(self) -> None:
+        if self.retriever not in RETRIEVERS:
+            raise ValueError(
+                f"key 'retriever' is {self.retriever!r}; expected one of {', '.join(RETRIEVERS)}"
+            )
+        if self.retriever == "dense" and not self.dense_model:
+            raise ValueError("key 'retriever: dense' needs 'dense_model' (a sentence-transformers model)")
+        if self.retriever == "dense" and not self.beir:
+            raise ValueError("key 'retriever: dense' mines a BEIR folder: set 'beir'")
 
     @property
     def cache_file(self) -> Path:

@@ -1,4 +1,5 @@
-"""The rows a synthesis run starts from: read (and for BEIR, BM25-mined), trimmed and decontaminated.
+"""The rows a synthesis run starts from: read (and for BEIR, mined by BM25 or a dense model), trimmed and
+decontaminated.
 
 Each input kind goes through the project's readers (:mod:`data_synth.sources`, :mod:`data_synth.mining`,
 :func:`trainers.data.load_dataset_file`, :mod:`data_synth.toy`), so bad input is the same one-line
@@ -12,8 +13,8 @@ from dataclasses import dataclass, field
 
 from data_synth.config import SynthConfig
 from data_synth.filters import DecontaminationReport, decontaminate
-from data_synth.mining import mine_candidates
-from data_synth.sources import read_beir, read_corpus, read_queries, read_rankllm_requests, read_trec
+from data_synth.mining import BM25Index, Retriever, mine_candidates
+from data_synth.sources import Corpus, read_beir, read_corpus, read_queries, read_rankllm_requests, read_trec
 from data_synth.toy import make_toy_splits
 from trainers.data import DataError, load_dataset_file
 
@@ -27,9 +28,28 @@ class Inputs:
     decontamination: DecontaminationReport | None = None
 
 
+def _retriever(config: SynthConfig, corpus: Corpus) -> tuple[Retriever, str]:
+    """The index that mines the corpus, and its name and settings for the card."""
+    if config.retriever == "bm25":
+        return BM25Index(corpus), "BM25 (bm25s, k1=0.9, b=0.4)"
+    from data_synth.dense import DenseConfig, DenseIndex  # torch and sentence-transformers: only when asked
+
+    dense = DenseConfig(
+        config.dense_model,
+        config.dense_batch_size,
+        config.query_prompt,
+        config.passage_prompt,
+        config.dense_local_only,
+    )
+    prompts = f"query prompt {config.query_prompt!r}, passage prompt {config.passage_prompt!r}"
+    name = f"dense (sentence-transformers `{config.dense_model}`, cosine, {prompts})"
+    return DenseIndex(corpus, dense), name
+
+
 def _beir_rows(config: SynthConfig) -> tuple[list[dict], list[str]]:
     corpus, queries, qrels = read_beir(config.beir, config.beir_split)
     judged = [qid for qid in queries if qid in qrels][: config.max_queries]
+    index, name = _retriever(config, corpus)
     rows = mine_candidates(
         corpus,
         {qid: queries[qid] for qid in judged},
@@ -37,8 +57,9 @@ def _beir_rows(config: SynthConfig) -> tuple[list[dict], list[str]]:
         qrels=qrels,
         positives=config.mine_positives,
         seed=config.seed,
+        index=index,
     )
-    mined = f"BM25 top-{config.mine_k} (bm25s, k1=0.9, b=0.4), {config.mine_positives} positive(s) mixed in"
+    mined = f"{name} top-{config.mine_k}, {config.mine_positives} positive(s) mixed in"
     return rows, [f"BEIR folder `{config.beir}` (split {config.beir_split}): {len(corpus)} passages", mined]
 
 

@@ -9,8 +9,10 @@ does not depend on PyStemmer. On BEIR SciFact Porter gives nDCG@10 0.677 / R@100
 0.667 / 0.903, against Anserini's 0.6789 / 0.9253 (Lucene's tokenizer differs in the details).
 
 For training data, ``positives=n`` makes sure up to ``n`` labelled positives of each query are among its
-``k`` candidates: those BM25 missed replace the lowest-ranked unlabelled candidates at random positions
-(seeded per query), so the rest of the list are BM25 hard negatives and a positive is not always last.
+``k`` candidates: those the retriever missed replace the lowest-ranked unlabelled candidates at random
+positions (seeded per query), so the rest of the list are hard negatives and a positive is not always last.
+:func:`mine_candidates` takes any :class:`Retriever` (BM25 by default; the dense one is
+:class:`data_synth.dense.DenseIndex`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import importlib.util
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import bm25s
 
@@ -64,6 +67,12 @@ def make_stemmer(name: str) -> tuple[str, Stemmer | None]:
     if name == "none":
         return name, None
     raise ValueError(f"unknown stemmer {name!r}; expected auto, porter, s or none")
+
+
+class Retriever(Protocol):
+    """What :func:`mine_candidates` needs: the top ``k`` ``(doc_id, score)`` per query, best first."""
+
+    def search(self, queries: Mapping[str, str], k: int = 100) -> dict[str, list[tuple[str, float]]]: ...
 
 
 class BM25Index:
@@ -129,14 +138,15 @@ def mine_candidates(
     qrels: Qrels | None = None,
     positives: int = 0,
     seed: int = 0,
-    index: BM25Index | None = None,
+    index: Retriever | None = None,
     config: BM25Config | None = None,
 ) -> list[dict]:
-    """BM25 top-``k`` ranking rows per query, labels from ``qrels`` for the candidates it contains.
+    """Top-``k`` ranking rows per query from ``index``, labels from ``qrels`` for the candidates it contains.
 
-    ``positives=n`` (needs ``qrels``) mixes in up to ``n`` labelled positives BM25 missed (see the module
-    docstring); ``positives=0`` gives plain BM25 candidates, as for evaluation. Pass a prebuilt ``index`` to
-    mine several query sets over one corpus.
+    ``index`` defaults to a :class:`BM25Index` over ``corpus`` with ``config``; pass a prebuilt one (BM25 or
+    dense) to mine several query sets over one corpus. ``positives=n`` (needs ``qrels``) mixes in up to ``n``
+    labelled positives the retriever missed (see the module docstring); ``positives=0`` gives its plain
+    candidates, as for evaluation.
     """
     if positives and qrels is None:
         raise ValueError("positives > 0 needs qrels")
