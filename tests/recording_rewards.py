@@ -15,6 +15,7 @@ from typing import Any
 
 from rewards.consensus import group_consensus_reward
 from rewards.listwise import completion_text
+from rewards.progress import mrt_progress_reward
 
 
 def _record(name: str, completions: list[Any], values: list[float], columns: dict[str, Any]) -> None:
@@ -78,3 +79,13 @@ def stall_on_rank_one(completions: list[Any], **columns: Any) -> list[float]:
     if os.environ.get("RANK") == "1":
         time.sleep(60)
     return [0.0] * len(completions)
+
+
+def progress_bonus(completions: list[Any], *, generate: Any, **columns: Any) -> list[float]:
+    """MRT's progress bonus with the reference answer "1", cheap settings (K = 2, 4 new tokens)."""
+    settings = {"num_samples": 2, "max_new_tokens": 4, "group_size": 1, "min_gap": 1}
+    answers = ["1"] * len(completions)
+    return mrt_progress_reward(completions, generate=generate, answer=answers, **settings, **columns)
+
+
+progress_bonus.uses_generator = True

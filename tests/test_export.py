@@ -1,4 +1,4 @@
-"""LoRA and QLoRA training on the tiny model, and ``rankrl export`` merging an adapter into a checkpoint.
+"""LoRA and QLoRA (SFT and GRPO) on the tiny model, and ``rankrl export`` merging an adapter into a model.
 
 QLoRA loads the model in 4 bits through bitsandbytes (its CPU path), trains LoRA adapters over the frozen
 quantized weights and saves the adapter; the export merges it into the full-precision base. The merged
@@ -79,3 +79,16 @@ def test_export_rejects_bad_input_in_one_line(workspace, tmp_path):
     (tmp_path / "busy" / "file").write_text("x")
     with pytest.raises(ModelLoadError, match="not empty"):
         export_merged(adapter, tmp_path / "busy")
+
+
+def test_grpo_trains_a_qlora_adapter(workspace, tmp_path):
+    from trainers import grpo
+
+    recipe = read_yaml(RECIPE.with_name("grpo.yaml"))
+    config = {**recipe, **smoke_overrides("grpo", workspace, tmp_path), **LORA, "load_in_4bit": True}
+    config.update(eval_dataset=None, rich_progress=False, rewards=["tests.recording_rewards:text_length"])
+    trainer = grpo.main(*build_configs(apply_overrides(config, []), stage_config_types("grpo"), "grpo.yaml"))
+    assert any("Linear4bit" in type(module).__name__ for module in trainer.model.modules())
+    adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(workspace.model_dir), tmp_path)
+    lora_b = [param for key, param in adapted.named_parameters() if "lora_B" in key]
+    assert lora_b and any(param.abs().sum() > 0 for param in lora_b)

@@ -6,7 +6,7 @@
   query span both processes: each process computed the same values for the whole gathered batch, equal
   to the single-process values recomputed here, and TRL's logged mean equals their mean.
 - The policy sampler draws K samples per (prompt, prefix) from the policy, and MRT's progress bonus runs
-  inside a GRPO step with it.
+  inside a GRPO step with it, in one process and in two.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ DOCS_PER_QUERY, G = 3, 2
 REWARDS = [
     {"name": "tests.recording_rewards:recorded_consensus"},
     {"name": "tests.recording_rewards:recorded_length_rank"},
+    {"name": "tests.recording_rewards:progress_bonus", "weight": 0.0},  # the policy sampler in 2 processes
 ]
 pytestmark = pytest.mark.slow
 
@@ -131,6 +132,8 @@ def test_two_processes_score_groups_as_one_process(workspace, tmp_path):
     for entry in records["rank0"]:
         logged = next(log for log in state["log_history"] if log.get("step") == entry["step"] + 1)
         assert logged[f"rewards/{entry['reward']}/mean"] == pytest.approx(np.mean(entry["values"]), rel=1e-5)
+        # MRT's meta-prover sampled from the policy on both processes; its bonus telescopes.
+        assert logged["mrt/bonus"] == pytest.approx(logged["mrt/J_last"] - logged["mrt/J_first"], abs=1e-6)
 
 
 def test_query_grouped_sampler_rejects_uneven_queries():

@@ -93,7 +93,7 @@ def _wait_until_serving(url: str, server: subprocess.Popen, seconds: float) -> N
 def test_vllm_openai_server_as_teacher(tiny_model, tmp_path):
     port = _free_port()
     command = [VLLM_PYTHON, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_model)]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--max-model-len", "512", "--dtype", "float32"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--max-model-len", "1024", "--dtype", "float32"]
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
     with open(tmp_path / "vllm.log", "wb") as log:
         server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -132,7 +132,7 @@ def test_eval_strategy_ranks_held_out_rows_as_rankrl_eval_does(workspace, tmp_pa
     from trainers.evaluation.config import load_strategy
 
     strategy_file = tmp_path / "eval.yaml"
-    strategy_file.write_text("strategy: listwise\nwindow: 4\nstep: 2\nparse: lenient\n")
+    strategy_file.write_text("strategy: listwise\nwindow: 4\nstep: 2\nparse: lenient\nmax_new_tokens: 24\n")
     configs = _configs(
         "sft", workspace, tmp_path / "out", max_steps=2, eval_steps_ndcg=1, eval_strategy=str(strategy_file)
     )
