@@ -5,7 +5,7 @@ Everything comes back as plain Python structures: a corpus ``{doc_id: {"title", 
 in the schema of :mod:`trainers.data` (``query_id``, ``query``, ``candidates``, ``labels`` for judged
 candidates only, empty ``teacher_order`` and ``reasoning``).
 
-The readers are hand-written rather than taken from ``beir`` / ``ir_datasets`` / ``rewards.trec_io`` because
+The readers are hand-written rather than taken from ``beir`` / ``ir_datasets`` / ``pytrec_eval`` because
 those accept bad input silently (a repeated judgement keeps the last grade, a run may name unknown documents)
 and pull heavy dependencies; here every problem is a one-line :class:`trainers.data.DataError` naming the file
 and its 1-based line. Run ordering reuses :func:`rewards.trec_io.rank_by_score`, so a run read here ranks

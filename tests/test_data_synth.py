@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import pytrec_eval
 
 from data_synth.filters import (
     answers_match,
@@ -34,7 +35,7 @@ from data_synth.sources import (
     read_trec,
 )
 from rewards.metrics import evaluate_batch, ndcg_at_k
-from rewards.trec_io import read_qrels, read_run
+from rewards.trec_io import rank_by_score
 from trainers.data import DataError, labels_to_qrels, load_dataset_file, write_dataset
 
 REAL = Path(__file__).resolve().parents[2] / "shared/data/real"
@@ -105,8 +106,10 @@ def test_mix_positives_keeps_length():
 def test_scifact_run_reader_reproduces_anserini():
     qrels = read_qrels_file(SCIFACT / "qrels.beir-v1.0.0-scifact.test.txt")
     run = read_run_file(SCIFACT / "run.anserini-1.7.1.bm25-flat.scifact.top100.txt", qrels=qrels)
-    assert run == read_run(SCIFACT / "run.anserini-1.7.1.bm25-flat.scifact.top100.txt")
-    assert qrels == read_qrels(SCIFACT / "qrels.beir-v1.0.0-scifact.test.txt")
+    with open(SCIFACT / "qrels.beir-v1.0.0-scifact.test.txt", encoding="utf-8") as handle:
+        assert qrels == pytrec_eval.parse_qrel(handle)
+    with open(SCIFACT / "run.anserini-1.7.1.bm25-flat.scifact.top100.txt", encoding="utf-8") as handle:
+        assert run == {qid: rank_by_score(scores) for qid, scores in pytrec_eval.parse_run(handle).items()}
     assert _mean(run, qrels, "ndcg_cut_10") == pytest.approx(0.6789, abs=1e-4)
     assert _mean(run, qrels, "recall_100") == pytest.approx(0.9253, abs=1e-4)
 

@@ -12,6 +12,8 @@ import pytrec_eval
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from data_synth.sources import read_qrels_file as read_qrels
+from data_synth.sources import read_run_file as read_run
 from rewards.metrics import (
     average_precision,
     average_precision_batch,
@@ -36,7 +38,7 @@ from rewards.metrics_array import (
     precision_from_grades,
     recall_from_grades,
 )
-from rewards.trec_io import rank_by_score, rank_runs, read_qrels, read_run
+from rewards.trec_io import rank_by_score, rank_runs
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared/data/real"
 DL19 = REAL_DATA / "trec-dl19"
