@@ -52,7 +52,7 @@ def describe_collective_failure(error: BaseException) -> str | None:
     hint = (
         ""
         if os.environ.get("TORCH_DISTRIBUTED_DEBUG") == "DETAIL"
-        else ("; rerun with TORCH_DISTRIBUTED_DEBUG=DETAIL to name the collective and the missing ranks")
+        else "; on GPUs, TORCH_DISTRIBUTED_DEBUG=DETAIL names the collective and the missing ranks"
     )
     what = f" ({', '.join(details)})" if details else ""
     failure = f"rank {rank} of {world}: a collective failed or timed out{what}"
