@@ -30,23 +30,33 @@ def cached_queries(out: Path) -> int:
     return max(len(cache.read_text().splitlines()) - 1, 0) if cache.is_file() else 0
 
 
+def offline_env() -> dict[str, str]:
+    """This environment, offline, with the repository importable."""
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+
+
+def run_until_cached(command: list[str], out: Path, records: int) -> int:
+    """Start ``command`` offline, SIGKILL it once ``out``'s cache holds ``records`` records; its exit code."""
+    process = subprocess.Popen(command, cwd=ROOT, env=offline_env())
+    deadline = time.monotonic() + 120
+    while cached_queries(out) < records and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    return process.wait()
+
+
 @pytest.mark.slow
 def test_killed_evaluation_resumes_to_the_same_run(tmp_path):
     bench = write_toy_benchmark(tmp_path / "bench", num_queries=40, num_candidates=30)
     model = build_toy_model(tmp_path / "model", bench)
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     out = tmp_path / "killed"
-    process = subprocess.Popen(eval_command(bench, model, out), cwd=ROOT, env=environment)
-    deadline = time.monotonic() + 120
-    while cached_queries(out) < 4 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    assert process.wait() == -signal.SIGKILL, "the evaluation finished before it could be killed"
+    exit_code = run_until_cached(eval_command(bench, model, out), out, 4)
+    assert exit_code == -signal.SIGKILL, "the evaluation finished before it could be killed"
     done_before = cached_queries(out)
     assert 4 <= done_before < 40 and not (out / "run.trec").exists()
 
     subprocess.run(
-        eval_command(bench, model, out), cwd=ROOT, env=environment, check=True, capture_output=True
+        eval_command(bench, model, out), cwd=ROOT, env=offline_env(), check=True, capture_output=True
     )
     manifest_settings = dict(run=str(bench.run), topics=str(bench.topics), corpus=str(bench.corpus))
     reference = EvalConfig(

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -18,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.test_eval_resume import ROOT, cached_queries
+from tests.test_eval_resume import ROOT, cached_queries, offline_env, run_until_cached
 from trainers.data import DataError
 from trainers.evaluation.backend import Generation, Sampling
 from trainers.evaluation.toy import SMALL_MODEL
@@ -136,17 +134,12 @@ def test_killed_tts_resumes_to_the_same_report(tmp_path):
     dataset = problems_file(tmp_path, 12)
     texts = [f"{i} + 1?" for i in range(12)] + [R1_SYSTEM_PROMPT] * 5
     model = build_tiny_model(tmp_path / "model", texts, SMALL_MODEL, phrases=[R1_SYSTEM_PROMPT])
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     out = tmp_path / "killed"
-    process = subprocess.Popen(tts_command(dataset, model, out), cwd=ROOT, env=environment)
-    deadline = time.monotonic() + 120
-    while cached_queries(out) < 5 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    assert process.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    exit_code = run_until_cached(tts_command(dataset, model, out), out, 5)
+    assert exit_code == -signal.SIGKILL, "the run finished before it could be killed"
     assert 5 <= cached_queries(out) < 24 and not (out / "tts.csv").exists()
 
-    run = partial(subprocess.run, cwd=ROOT, env=environment, check=True, capture_output=True)
+    run = partial(subprocess.run, cwd=ROOT, env=offline_env(), check=True, capture_output=True)
     run(tts_command(dataset, model, out))
     run(tts_command(dataset, model, tmp_path / "whole"))
     assert report(out) == report(tmp_path / "whole") and cached_queries(out) == 12 * 2
