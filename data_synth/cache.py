@@ -2,10 +2,9 @@
 
 Every response is one JSON line keyed by ``(example id, teacher id, prompt hash, sample index)``; a line is
 written, flushed and ``fsync``-ed before the pipeline looks at the response, so nothing paid for is lost. On
-open, the lines are read back; a last line without its newline or that is not valid JSON (a write cut short
-by a crash) is cut off and its request simply made again. Any other bad line means the file was edited or
-written by something else and is a one-line :class:`trainers.data.DataError`. A lock (``fcntl.flock``) keeps
-two runs from appending to one cache at once.
+open, the lines are read back by :func:`trainers.jsonl_log.read_log`: a write cut short by a crash is cut off
+and its request simply made again; any other bad line is a one-line :class:`trainers.data.DataError`. A lock
+(``fcntl.flock``) keeps two runs from appending to one cache at once.
 
 Hand-written: ``diskcache`` / ``sqlite3`` would also survive crashes, but a JSONL file is what a user can
 read, grep, copy between machines and append to from anywhere, and the guarantees needed here are small.
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from trainers.data import DataError
+from trainers.jsonl_log import read_log
 
 RECORD_FIELDS = ("key", "example_id", "teacher_id", "prompt_hash", "sample_index", "text")
 
@@ -85,27 +85,11 @@ class ResponseCache:
     def _load(self) -> None:
         self._file.seek(0)
         data = self._file.read()
-        lines = data.split(b"\n")
-        complete, tail = lines[:-1], lines[-1]  # tail is b"" when the file ends with a newline
-        for number, raw in enumerate(complete, start=1):
-            record = self._parse(raw)
-            if record is None and number == len(complete) and not tail:
-                self._cut(len(data) - len(raw) - 1)  # a torn last line that happened to end in "\n"
-                return
-            if record is None:
-                raise DataError(f"{self.path}:{number}: not a cache record (edited or corrupted file)")
+        records, size = read_log(data, self.path, lambda record: all(f in record for f in RECORD_FIELDS))
+        for record in records:
             self.records.setdefault(record["key"], record)
-        if tail:
-            self._cut(len(data) - len(tail))
-
-    def _parse(self, raw: bytes) -> dict[str, Any] | None:
-        try:
-            record = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            return None
-        if not isinstance(record, dict) or not all(field in record for field in RECORD_FIELDS):
-            return None
-        return record
+        if size < len(data):
+            self._cut(size)
 
     def _cut(self, size: int) -> None:
         """Drop a torn last line so the next append starts on a fresh line."""

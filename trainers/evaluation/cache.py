@@ -2,13 +2,14 @@
 
 Line 1 is ``{"fingerprint": ...}``, a hash of everything that determines the results (model, strategy or
 sampling settings, input checksums, seed); every further line is one finished item, appended and flushed as
-soon as it is done. On resume, finished items are taken from the cache and only the others are computed, so
-a resumed run writes what an uninterrupted one writes. A last line cut short by a kill is ignored; a cache
-written under another fingerprint is an error (use a new ``output_dir`` or ``resume=false``).
+soon as it is done. On resume, finished items are taken from the cache and only the others are computed, so a
+resumed run writes what an uninterrupted one writes. A last line cut short by a kill is dropped
+(:func:`trainers.jsonl_log.read_log`); a cache written under another fingerprint is an error (use a new
+``output_dir`` or ``resume=false``).
 
-:class:`RecordCache` keeps plain JSON records keyed by their ``"key"`` (``rankrl tts``'s samples per
-problem); :class:`QueryCache` keeps ``rankrl eval``'s finished queries
-(:class:`trainers.evaluation.driver.QueryResult`, keyed by ``query_id``).
+:class:`RecordCache` keeps plain JSON records keyed by their ``"key"`` (``rankrl tts``'s samples per problem);
+:class:`QueryCache` keeps ``rankrl eval``'s finished queries (:class:`trainers.evaluation.driver.QueryResult`,
+keyed by ``query_id``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 from trainers.data import DataError
 from trainers.evaluation.driver import QueryResult
+from trainers.jsonl_log import read_log
 
 
 def fingerprint(parts: Any) -> str:
@@ -50,24 +52,17 @@ class RecordCache:
         return item
 
     def _load(self) -> None:
-        lines = self.path.read_text(encoding="utf-8").splitlines()
-        header = _json_line(lines[0]) or {}
-        if header.get("fingerprint") != self.key:
+        data = self.path.read_bytes()
+        records, size = read_log(data, self.path, lambda record: True)
+        if not records or records[0].get("fingerprint") != self.key:
             raise DataError(
                 f"{self.path}: cache of a different evaluation (model, settings or inputs changed); "
                 "use another output_dir or resume=false"
             )
-        kept = lines[:1]
-        for number, line in enumerate(lines[1:], start=2):
-            record = _json_line(line)
-            if record is None:
-                if number == len(lines):
-                    break  # the write a kill interrupted
-                raise DataError(f"{self.path}:{number}: not a JSON cache record")
-            self.done[record[self.id_field]] = self.decode(record)
-            kept.append(line)
-        if len(kept) < len(lines) or not self.path.read_bytes().endswith(b"\n"):
-            self.path.write_text("\n".join(kept) + "\n", encoding="utf-8")
+        self.done = {record[self.id_field]: self.decode(record) for record in records[1:]}
+        if size < len(data):
+            with self.path.open("r+b") as handle:
+                handle.truncate(size)  # the write a kill interrupted
 
     def append(self, item: Any) -> None:
         """Record a finished item (flushed at once, so it survives a kill of this process)."""
@@ -88,11 +83,3 @@ class QueryCache(RecordCache):
 
     def encode(self, item: QueryResult) -> dict[str, Any]:
         return item.to_json()
-
-
-def _json_line(line: str) -> dict[str, Any] | None:
-    try:
-        value = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None
