@@ -49,6 +49,11 @@ class EvalConfig:
         "rank_llm JSON requests with passage text, instead of run + topics + corpus."
     )
     depth: int = described("Rerank the top DEPTH first-stage candidates of each query.", 100)
+    keep_tail: bool = described(
+        "Write the first-stage candidates below DEPTH after the reranked ones, in first-stage order, and "
+        "score that run (false: only the reranked top DEPTH).",
+        True,
+    )
     strategy: str = described(f"Ranking strategy: one of {', '.join(STRATEGIES)}.", "listwise")
     window: int = described("Listwise: passages per window.", 20)
     step: int = described("Listwise: ranks the window moves up between prompts.", 10)

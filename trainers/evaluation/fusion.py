@@ -1,4 +1,5 @@
-"""Hybrid fusion of reranker and first-stage scores (Rank-R1 ``hybrid.py``, ERank App. G; spec §E).
+"""A query's final ranking from the reranker and the first stage: hybrid fusion of their scores (Rank-R1
+``hybrid.py``, ERank App. G), then the first-stage tail below the reranked depth.
 
 Algorithm: both score lists of a query are normalised over the query's reranked documents, then
 ``fused = w * norm(first_stage) + (1 - w) * norm(reranker)`` with w = ``weight`` (Rank-R1 v0.2: min-max,
@@ -6,6 +7,11 @@ w = 0.1; ERank: z-score, w = 0.2). Normalisations: ``minmax`` (x - min) / (max -
 (x - mean) / std (population std); a constant list normalises to all zeros. A strategy that returns no scores
 (listwise, setwise, multi-stage pointwise) contributes its rank as a score, n - rank + 1. Documents are
 sorted by the fused score, ties in reranked order.
+
+Tail: the first-stage candidates below the reranked depth follow the reranked (or fused) documents in their
+first-stage order, as rank_llm and pyserini write reranked runs, so every measure compares the same documents
+with the first stage. Their scores continue below the lowest reranked score, one apart (``lowest - 1``,
+``lowest - 2``, ...); a query without scores keeps none (its writer scores by rank).
 """
 
 from __future__ import annotations
@@ -43,3 +49,13 @@ def fuse(
     fused = weight * normalize(first, method) + (1.0 - weight) * normalize(reranker, method)
     order = sorted(range(n), key=lambda i: -fused[i])
     return [doc_ids[i] for i in order], [float(fused[i]) for i in order]
+
+
+def append_tail(
+    doc_ids: Sequence[str], scores: Sequence[float] | None, tail: Sequence[str]
+) -> tuple[list[str], list[float] | None]:
+    """``doc_ids`` then ``tail``, with tail scores strictly below ``scores`` (module docstring)."""
+    if scores is None:
+        return [*doc_ids, *tail], None
+    lowest = min(scores, default=0.0)
+    return [*doc_ids, *tail], [*scores, *(lowest - rank for rank in range(1, len(tail) + 1))]

@@ -9,8 +9,9 @@ line (or topic) is dropped and counted under its kind in the manifest:
 - ``docs_missing_from_corpus``; ``topics_missing_from_qrels``; ``topics_missing_text`` (not in the topics);
 - ``duplicate_lines``: a second line for the same (query, document); the first one is kept.
 
-An empty run (or one left empty after skipping) is always an error. Each query keeps its top ``depth``
-documents in trec_eval order (score descending, then doc id descending).
+An empty run (or one left empty after skipping) is always an error. Each query's first-stage order is the
+run's trec_eval order (score descending, then doc id descending) or the requests' hit order; its top
+``depth`` candidates are reranked and the rest form its *tail*, kept in that order.
 """
 
 from __future__ import annotations
@@ -42,14 +43,23 @@ Scores = dict[str, dict[str, float]]
 
 @dataclass
 class EvalInputs:
-    """Ranking rows to rerank, the first-stage scores, the qrels (None: no metrics), file checksums and the
-    counts of skipped input by kind."""
+    """Ranking rows to rerank (each query's top ``depth``), the first-stage scores, the qrels (None: no
+    metrics), file checksums, the counts of skipped input by kind, and each query's tail: its candidates below
+    ``depth`` (``{"doc_id", "text"}``, first-stage order)."""
 
     rows: list[dict[str, Any]]
     first_stage: Scores
     qrels: dict[str, dict[str, int]] | None
     checksums: dict[str, str] = field(default_factory=dict)
     skipped: Counter = field(default_factory=Counter)
+    tails: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+
+    def full_rows(self) -> list[dict[str, Any]]:
+        """The rows with every first-stage candidate: the top ``depth``, then the tail."""
+        return [
+            {**row, "candidates": [*row["candidates"], *self.tails.get(row["query_id"], [])]}
+            for row in self.rows
+        ]
 
 
 def sha256(path: str | Path) -> str:
@@ -70,14 +80,16 @@ def load_inputs(config: Any) -> EvalInputs:
     corpus, queries, qrels = _corpus_queries_qrels(config)
     skipped: Counter = Counter()
     scores = read_first_stage(config.run, corpus, queries, qrels, config.skip_missing, skipped)
-    rows = []
+    rows, tails = [], {}
     for qid, doc_scores in scores.items():
-        ranked = rank_by_score(doc_scores)[: config.depth]
-        rows.append(ranking_row(qid, queries[qid], [(d, doc_text(corpus[d])) for d in ranked], qrels))
+        ranked = rank_by_score(doc_scores)
+        top = [(d, doc_text(corpus[d])) for d in ranked[: config.depth]]
+        rows.append(ranking_row(qid, queries[qid], top, qrels))
+        tails[qid] = [{"doc_id": d, "text": doc_text(corpus[d])} for d in ranked[config.depth :]]
     checksums = {
         role: sha256(getattr(config, role)) for role in ("run", "qrels", "topics") if _file(config, role)
     }
-    return EvalInputs(rows, scores, qrels, checksums, skipped)
+    return EvalInputs(rows, scores, qrels, checksums, skipped, tails)
 
 
 def _file(config: Any, role: str) -> bool:
@@ -163,12 +175,14 @@ def _from_requests(config: Any) -> EvalInputs:
         rows = kept
     if not rows:
         raise DataError(f"{config.requests}: no request left to rerank")
+    tails = {}
     for row in rows:
+        tails[row["query_id"]] = row["candidates"][config.depth :]
         row["candidates"] = row["candidates"][: config.depth]
         kept_ids = {c["doc_id"] for c in row["candidates"]}
         row["labels"] = [label for label in row["labels"] if label["doc_id"] in kept_ids]
     checksums = {"requests": sha256(config.requests), **({"qrels": sha256(config.qrels)} if qrels else {})}
-    return EvalInputs(rows, _request_scores(config.requests), qrels, checksums, +skipped)
+    return EvalInputs(rows, _request_scores(config.requests), qrels, checksums, +skipped, tails)
 
 
 def _request_scores(path: str | Path) -> Scores:

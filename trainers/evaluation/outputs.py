@@ -1,8 +1,9 @@
 """What ``rankrl eval`` writes: the TREC run, rank_llm JSON results, metrics and per-query metrics.
 
 - ``run.trec``: ``qid Q0 docid rank score tag``; the score column is n, n-1, ..., 1 for a query's n documents
-  so that trec_eval, pytrec_eval or any reader that sorts by score reproduces the ranking exactly (the
-  strategy's own scores, which may tie, are in the JSON results).
+  (the reranked top ``depth``, then, with ``keep_tail``, the first-stage tail) so that trec_eval, pytrec_eval
+  or any reader that sorts by score reproduces the ranking exactly (the strategy's own scores, which may tie,
+  are in the JSON results).
 - ``results.json``: rank_llm's request format, best first, readable back by
   :func:`data_synth.sources.read_rankllm_requests` (e.g. to rerank the top 30 again):
   ``[{"query": text, "hits": [{"content", "qid", "docid", "rank", "score"}]}]``.
@@ -40,7 +41,7 @@ def write_rankllm_json(
     rankings: Mapping[str, Sequence[str]],
     scores: Mapping[str, Sequence[float] | None],
 ) -> None:
-    """Write the reranked candidates of ``rows`` in rank_llm's request format (module docstring)."""
+    """Write each row's ranked candidates (``rankings``, texts from ``rows``) in rank_llm's request format."""
     requests = []
     for row in rows:
         qid, texts = row["query_id"], {c["doc_id"]: c["text"] for c in row["candidates"]}

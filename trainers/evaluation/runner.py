@@ -3,10 +3,12 @@
 Steps: read and check the inputs (:mod:`~trainers.evaluation.inputs`); rerank the queries
 ``queries_per_batch`` at a time with generation batched across them (:mod:`~trainers.evaluation.driver`),
 appending each finished query to the cache (:mod:`~trainers.evaluation.cache`); fuse with first-stage scores
-if asked (:mod:`~trainers.evaluation.fusion`); write the outputs (:mod:`~trainers.evaluation.outputs`);
-score the reranked run, the first stage and an optional comparison run over every qrels query; test the
-reranked run against the comparison with paired tests; rerun from shuffled / reversed initial orders when
-asked; and write ``manifest.json`` with what is needed to reproduce and judge the numbers.
+if asked and, with ``keep_tail``, append the first-stage candidates below ``depth`` in their first-stage order
+(:mod:`~trainers.evaluation.fusion`; the cache holds only the reranked part, so ``keep_tail`` can change on
+resume); write the outputs (:mod:`~trainers.evaluation.outputs`); score the written run, the first stage and
+an optional comparison run over every qrels query; test the written run against the comparison with paired
+tests; rerun from shuffled / reversed initial orders when asked; and write ``manifest.json`` with what is
+needed to reproduce and judge the numbers.
 """
 
 from __future__ import annotations
@@ -24,12 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from data_synth.sources import read_run_file
-from rewards.trec_io import rank_by_score
 from trainers.evaluation.backend import GenerationBackend, HFBackend
 from trainers.evaluation.cache import QueryCache, fingerprint
 from trainers.evaluation.config import ENGINES, EvalConfig, build_strategy
 from trainers.evaluation.driver import QueryResult, Strategy, rerank_rows
-from trainers.evaluation.fusion import fuse
+from trainers.evaluation.fusion import append_tail, fuse
 from trainers.evaluation.inputs import EvalInputs, load_inputs
 from trainers.evaluation.outputs import (
     format_table,
@@ -106,7 +107,7 @@ def run_eval(config: EvalConfig, backend: GenerationBackend | None = None) -> di
     wall = time.perf_counter() - start
     rankings, scores = _final(results, inputs, config)
     write_trec_run(out / "run.trec", rankings, config.run_tag)
-    write_rankllm_json(out / "results.json", inputs.rows, rankings, scores)
+    write_rankllm_json(out / "results.json", inputs.full_rows(), rankings, scores)
     manifest = _manifest(config, inputs, strategy, backend, results, wall)
     if inputs.qrels:
         manifest.update(_score(config, inputs, results, rankings, strategy, backend))
@@ -144,13 +145,17 @@ def _rerank_variant(
 def _final(
     results: Sequence[QueryResult], inputs: EvalInputs, config: EvalConfig
 ) -> tuple[dict[str, list[str]], dict[str, list[float] | None]]:
-    """Each query's final ranking and scores, fused with the first stage when ``config.fusion`` says so."""
+    """Each query's final ranking and scores: fused with the first stage when ``config.fusion`` says so, then
+    followed by its first-stage tail when ``config.keep_tail`` does."""
     rankings, scores = {}, {}
     for result in results:
         doc_ids, doc_scores = result.doc_ids, result.scores
         if config.fusion != "none":
             first = inputs.first_stage.get(result.query_id, {})
             doc_ids, doc_scores = fuse(doc_ids, doc_scores, first, config.fusion, config.fusion_weight)
+        if config.keep_tail:
+            tail = [candidate["doc_id"] for candidate in inputs.tails.get(result.query_id, [])]
+            doc_ids, doc_scores = append_tail(doc_ids, doc_scores, tail)
         rankings[result.query_id], scores[result.query_id] = doc_ids, doc_scores
     return rankings, scores
 
@@ -165,10 +170,8 @@ def _score(
 ) -> dict[str, Any]:
     """Metrics of the reranked run and its baselines, paired tests and robustness reruns."""
     qrels, measures, threshold = inputs.qrels, config.measures, config.relevance_threshold
-    runs = {
-        "first_stage": {qid: rank_by_score(scores) for qid, scores in inputs.first_stage.items()},
-        "reranked": rankings,
-    }
+    first_stage = {row["query_id"]: [c["doc_id"] for c in row["candidates"]] for row in inputs.full_rows()}
+    runs = {"first_stage": first_stage, "reranked": rankings}
     if config.compare_run:
         runs["compare"] = read_run_file(config.compare_run)
     per_query = {name: per_query_metrics(run, qrels, measures, threshold) for name, run in runs.items()}
@@ -233,6 +236,11 @@ def _manifest(
             "queries": len(inputs.rows),
             "qrels_queries": len(inputs.qrels or {}),
         },
+        "ranking": {
+            "depth": config.depth,
+            "keep_tail": config.keep_tail,
+            "tail_documents": sum(len(tail) for tail in inputs.tails.values()) if config.keep_tail else 0,
+        },
         "skipped": dict(inputs.skipped),
         "parse": {
             "fallbacks": sum(r.fallbacks for r in results),
@@ -267,6 +275,7 @@ def _table(manifest: Mapping[str, Any]) -> str:
     qps = cost["queries_per_s"]
     extra = {
         "queries": str(manifest["inputs"]["queries"]),
+        "depth": _depth_line(manifest["ranking"]),
         "tokens/query": f"{cost['generated_tokens_per_query']:.1f}",
         "latency/query": f"{cost['latency_s_per_query']:.3f} s",
         "queries/s": f"{qps:.2f}" if qps else "-",
@@ -283,6 +292,13 @@ def _table(manifest: Mapping[str, Any]) -> str:
             f"{rob['measure']} mean {rob['mean']:.4f} ± {rob['std']:.4f} over {list(rob['runs'])}"
         )
     return format_table(manifest.get("metrics", {}), extra)
+
+
+def _depth_line(ranking: Mapping[str, Any]) -> str:
+    depth, tail = ranking["depth"], ranking["tail_documents"]
+    if ranking["keep_tail"]:
+        return f"top {depth} reranked, then the first-stage tail ({tail} documents)"
+    return f"top {depth} reranked, no first-stage tail (keep_tail false)"
 
 
 def _json(value: Any) -> str:
