@@ -23,8 +23,10 @@ class VLLMBackend:
     name = "vllm"
 
     def __init__(self, model: str, dtype: str = "auto", seed: int = 0, **engine_args: Any) -> None:
-        from vllm import LLM
-
+        try:
+            from vllm import LLM
+        except ImportError:
+            raise ImportError("the vLLM backend needs vllm: pip install 'rankrl[vllm]'") from None
         self.llm = LLM(model=model, dtype=dtype, seed=seed, **engine_args)
         self.tokenizer = self.llm.get_tokenizer()
 
