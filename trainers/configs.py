@@ -108,7 +108,10 @@ class ScriptArguments:
     )
     rich_progress: bool = field(
         default=False,
-        metadata={"help": "Show a rich progress panel with the latest metrics instead of tqdm."},
+        metadata={
+            "help": "On a terminal, show a rich progress panel with the latest metrics instead of tqdm "
+            "(a log that is not a terminal gets a plain progress line every 15 s either way)."
+        },
     )
     eval_steps_ndcg: int = field(
         default=0, metadata={"help": "Evaluate held-out nDCG@10 every N steps during training (0: never)."}

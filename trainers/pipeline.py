@@ -11,7 +11,6 @@ from typing import Any
 from datasets import Dataset
 from transformers import PrinterCallback, ProgressCallback, Trainer, set_seed
 from trl import ModelConfig, get_peft_config
-from trl.trainer.callbacks import RichProgressCallback
 
 from trainers.collectives import describe_collective_failure, start_cpu_process_group
 from trainers.configs import RecipeError, ScriptArguments, apply_overrides, build_configs, read_yaml
@@ -19,6 +18,7 @@ from trainers.data import load_dataset_file
 from trainers.evaluate import RankingEvalCallback, evaluate_rankings, evaluate_with_strategy
 from trainers.evaluation.config import load_strategy
 from trainers.modeling import load_model, load_tokenizer
+from trainers.progress import progress_callbacks
 from trainers.tasks import get_task
 from trainers.throughput import ThroughputCallback
 
@@ -72,10 +72,12 @@ def train_and_save(trainer: Trainer, script_args: ScriptArguments, task: Any) ->
         trainer.add_callback(RankingEvalCallback(trainer, eval_rows, task, every, strategy=strategy))
     throughput = ThroughputCallback(trainer)
     trainer.add_callback(throughput)
-    if script_args.rich_progress:
+    progress = progress_callbacks(script_args.stage, script_args.rich_progress)
+    if progress:
         trainer.remove_callback(ProgressCallback)
         trainer.remove_callback(PrinterCallback)
-        trainer.add_callback(RichProgressCallback())
+    for callback in progress:
+        trainer.add_callback(callback)
     output_dir = trainer.args.output_dir
     checkpoint = last_complete_checkpoint(output_dir) if script_args.resume else None
     if checkpoint:
