@@ -30,6 +30,14 @@ from trainers.tasks import get_task
 RECIPES = Path(__file__).resolve().parent.parent / "recipes" / "demo"
 NUM_TRAIN = 25_600
 NUM_HELDOUT = 1000
+SMOKE_TRAIN, SMOKE_HELDOUT = 256, 32
+SMOKE_OVERRIDES = {
+    "max_steps": 4,
+    "eval_steps_ndcg": 2,
+    "eval_max_samples": 16,
+    "save_steps": 2,
+    "logging_steps": 1,
+}
 
 
 def _train_stage(stage: ModuleType, recipe: Path, overrides: dict[str, Any]) -> Any:
@@ -45,20 +53,26 @@ def _evaluate(label: str, model_dir: Path, rows: list[dict], task: Any, console:
     return result.ndcg
 
 
-def run_demo(output_dir: Path, seed: int = 0) -> dict[str, float]:
-    """Run the demo end to end; return held-out nDCG@10 per stage and of the random ordering."""
+def run_demo(output_dir: Path, seed: int = 0, smoke: bool = False) -> dict[str, float]:
+    """Run the demo end to end; return held-out nDCG@10 per stage and of the random ordering.
+
+    ``smoke`` runs every step of the demo on 256 rows for 4 steps a stage: a seconds-long check that the
+    install and the pipeline work, whose numbers mean nothing.
+    """
     datasets.disable_progress_bars()
     transformers_logging.disable_progress_bar()
     console, start = Console(), time.time()
     recipe = read_yaml(RECIPES / "sft.yaml")
     task = get_task(recipe["task"], **recipe.get("task_args", {}))
     console.rule("[bold]rankrl demo[/]: a tiny listwise reranker trained from scratch")
-    workspace = prepare_toy_workspace(output_dir, task, NUM_TRAIN, NUM_HELDOUT, seed)
+    num_train, num_heldout = (SMOKE_TRAIN, SMOKE_HELDOUT) if smoke else (NUM_TRAIN, NUM_HELDOUT)
+    workspace = prepare_toy_workspace(output_dir, task, num_train, num_heldout, seed)
     heldout = load_dataset_file(workspace.heldout_path).to_list()
-    console.print(f"toy data and a {NUM_TRAIN}-example training set in {output_dir}")
+    console.print(f"toy data and a {num_train}-example training set in {output_dir}")
     scores = {"random order": random_order_ndcg(heldout, seed=seed)}
     scores["before training"] = _evaluate("before training", workspace.model_dir, heldout, task, console)
     common = dict(dataset=str(workspace.train_path), eval_dataset=str(workspace.heldout_path), seed=seed)
+    common.update(SMOKE_OVERRIDES if smoke else {})
 
     console.rule("stage 1: SFT")
     sft_dir = output_dir / "sft"
