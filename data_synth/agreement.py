@@ -3,9 +3,9 @@
 - :func:`majority_vote`: the most frequent valid answer (setwise labels, final math answers); a tie goes to
   the answer seen first, so the result depends only on the sample order, never on hashing.
 - :func:`consensus_index` / :func:`consensus_pick`: the sample whose score (or score vector, for GroupRank's
-  per-passage scores) lies closest to the mean of the valid samples, as ERank (3 teacher samples, spec §4c)
-  and Retro* (8 samples, spec §6c) keep their training sample (checklist C.12). Distance is Euclidean; a tie
-  goes to the earlier sample.
+  per-passage scores) lies closest to the mean of the valid samples, as ERank (3 teacher samples; arXiv
+  2509.00520 §3.2, App. C) and Retro* (8 samples; arXiv 2509.24869) keep their training sample. Distance is
+  Euclidean; a tie goes to the earlier sample.
 
 Hand-written because each is a few lines over the standard library; invalid samples are ``None`` and never
 win.
@@ -52,7 +52,7 @@ def consensus_index(scores: Sequence[Score | None]) -> int | None:
 
 
 def consensus_pick(samples: Sequence[tuple[str, Score | None]]) -> tuple[str, Score] | None:
-    """The ``(text, score)`` sample closest to the mean score (checklist C.12); None when none is valid."""
+    """The ``(text, score)`` sample closest to the mean score (as ERank, Retro*); None if none is valid."""
     index = consensus_index([score for _, score in samples])
     return None if index is None else samples[index]
 

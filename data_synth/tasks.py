@@ -9,9 +9,10 @@ combined (``first`` valid, ``majority`` vote, ``consensus`` pick closest to the 
 Rank-R1's gold label, the math reference answer); ``rows(...)`` gives the SFT row (chat ``messages``) and
 the RL row (the columns the task's rewards read).
 
-Per-paper selection (papers.md (c) sections): listwise keeps the first ``list_size`` candidates (ReasonRank:
-20); setwise and the pointwise tasks take ``positives_per_query`` labelled positives and the first
-``negatives_per_query`` unlabelled candidates (hardest first: Rank-R1 1 + 19, ERank 1 + 19, Retro* 1 + 1);
+Per-paper selection, as each paper builds its data: listwise keeps the first ``list_size`` candidates
+(ReasonRank, arXiv 2508.07050 §4.1: 20); setwise and the pointwise tasks take ``positives_per_query`` labelled
+positives and the first ``negatives_per_query`` unlabelled candidates (hardest first: Rank-R1 1 + 19, its
+``create_dataset.py``; ERank 1 + 19, arXiv 2509.00520 §3.2; Retro* 1 + 1, arXiv 2509.24869);
 groupwise shuffles the first ``list_size`` candidates and cuts them into groups of ``group_size``.
 Shuffles are seeded per query, so units never depend on run order.
 """
@@ -202,7 +203,7 @@ class SetwiseSynth(_RowByRow):
 @dataclass(frozen=True)
 class PointwiseSynth(_RowByRow):
     """ERank (0-10, ``<answer>``) or Retro* (0-100 rubric, ``<score>``): one unit per (query, document),
-    the training sample is the consensus pick of the teacher's samples (checklist C.12)."""
+    the training sample is the consensus pick of the teacher's samples, as both papers keep theirs."""
 
     name: str = "pointwise"
     agreement = "consensus"

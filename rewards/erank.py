@@ -1,4 +1,4 @@
-"""ERank's pointwise rewards (arXiv 2509.00520 §3.3, App. I; spec §4 (b), checklist C.5), ERank-like.
+"""ERank's pointwise rewards (arXiv 2509.00520 §3.2-3.3, App. I), ERank-like.
 
 Each completion scores one (query, document) prompt with ``<think>...</think><answer>N</answer>``, N in
 0..10 (:func:`rewards.parsers_scores.parse_int_answer`). Dataset columns, one entry per completion:
@@ -15,7 +15,7 @@ documents are ranked together by their scores s, φ = 1 + the number of rollouts
 - negative with φ <= Φ_max (ranked above, or tied with, some positive): ``neg_violation`` (−1);
 - negative ranked below every positive (or the query has no formatted positive): 1 − (s − t)² / smax².
 
-The paper's equation did not survive extraction (spec: unverified), so every constant is an argument and
+The paper gives r_RR in words; its exact equation could not be recovered, so every constant is an argument and
 the tie rule (a tie with the worst positive is a violation) is a documented choice. ``erank_se`` is the
 paper's pointwise ablation r_SE: 1 − (s − t)²/smax² when formatted, else ``fmt_penalty``.
 Ranges with the defaults: ``erank_rr`` [−1, 1]; ``erank_se`` [0, 1] ∪ {fmt_penalty}.

@@ -1,11 +1,12 @@
 """Groupwise reranking reward (GroupRank) and the score helpers it is built on.
 
-The model scores every passage of a group in one call (spec §3): ``<reason>...</reason> <answer> ```json
-{"[1]": 5, "[2]": 3, ...} ``` </answer>``. Dataset columns, one entry per completion:
+The model scores every passage of a group in one call (arXiv 2511.11653 §3.1; Diver's
+``rerank_groupwise.py``): ``<reason>...</reason> <answer> ```json {"[1]": 5, "[2]": 3, ...} ``` </answer>``.
+Dataset columns, one entry per completion:
 
 - ``candidates``: ``[{"doc_id": str, ...}, ...]``, the group in prompt order (passage ``[i]`` is entry i-1);
 - ``labels``: ``[{"doc_id": str, "relevance": int}, ...]``, graded relevance for nDCG / Recall (GroupRank
-  does not state its relevant set, spec §3 (b); a data builder may use e.g. the gold top-10);
+  does not state its relevant set; a data builder may use e.g. the gold top-10);
 - ``gold_scores``: ``[{"doc_id": str, "score": float}, ...]`` (or a ``{doc_id: score}`` mapping), the
   teacher's 0-10 scores; a group document without one counts as 0.
 
@@ -36,7 +37,7 @@ def normalize_scores(
     """Scores -> a probability vector.
 
     - ``sum``: P_i = max(s_i, 0) / Σ_j max(s_j, 0); the uniform vector when every score is <= 0 (the
-      limit of an ε-floor, spec §3 (b)).
+      limit of an ε-floor; GroupRank does not say how it normalises).
     - ``softmax``: P_i = exp(s_i / T) / Σ_j exp(s_j / T), computed with the maximum subtracted.
     """
     values = np.asarray(scores, dtype=float)
@@ -101,7 +102,7 @@ def grouprank_reward(
     tie_break: str = "trec_eval",
     **columns: Any,
 ) -> list[float]:
-    """GroupRank's reward (paper Eq. 4-6; spec §3 (b), checklist C.4).
+    """GroupRank's reward (arXiv 2511.11653 Eq. 4-6; gamma and eps from its §4.1).
 
     R = ``bad_tags`` (-0.5) when the ``<reason>``/``<answer>`` tags are wrong, ``bad_json`` (-0.1) when the
     tags are right but the JSON is not a valid {label: number} object (see

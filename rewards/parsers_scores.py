@@ -89,7 +89,7 @@ def parse_score_tag(text: str, lo: int = 0, hi: int = 100) -> IntScore:
     """Retro*'s score, N in [lo, hi]: ``re.search(r"<score>\\s*(\\d+)\\s*</score>")`` (reranker_sglang.py).
 
     The first tag holding only an integer counts, as in Retro*'s code. Retro* scores a failed parse as 0
-    at inference; here it is None with a reason, so callers can count failures (spec §6 (g)).
+    at inference; here it is None with a reason, so callers can count failures (a 0 biases the mean down).
     Reasons: "not_text", "missing_tag", "unclosed_tag", "empty", "not_an_integer", "out_of_range".
     """
     _check_range(lo, hi)

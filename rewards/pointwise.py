@@ -1,4 +1,4 @@
-"""Pointwise rubric-score rewards (Retro*, spec §6, checklist C.6-C.7) for TRL's GRPO trainer.
+"""Pointwise rubric-score rewards (Retro*, arXiv 2509.24869 §3.2.2) for TRL's GRPO trainer.
 
 Each completion scores one (query, document) pair and ends with ``<score>N</score>``, N in 0..100, parsed by
 :func:`rewards.parsers_scores.parse_score_tag`. The rewards compare completions with each other:
@@ -149,7 +149,7 @@ def retro_composite_reward(
     on_unpaired: str = "error",
     **columns: Any,
 ) -> list[float | None]:
-    """Retro*'s reward R = alpha · R_intra + (1 − alpha) · R_inter (paper §3.2.2; spec §6 (b)).
+    """Retro*'s reward R = alpha · R_intra + (1 − alpha) · R_inter (arXiv 2509.24869 §3.2.2, Eq. 1-2).
 
     Paper constants: alpha = 0.75, tau = 20. See :func:`retro_intra_reward` and :func:`retro_inter_reward`
     for the arguments; a completion without an inter reward (``on_unpaired="none"``) gets None. Range with

@@ -1,4 +1,4 @@
-"""MRT's progress bonus (Meta Reinforcement Fine-Tuning, arXiv 2503.07572; spec §7, checklist C.11).
+"""MRT's progress bonus (Meta Reinforcement Fine-Tuning, arXiv 2503.07572).
 
 A reasoning trace z (the text before ``</think>``, or all of it) is split into episodes z_0..z_{k-1}
 (:func:`segment_episodes`). The meta-prover μ is the policy itself, forced to stop thinking after a prefix

@@ -23,7 +23,7 @@ _GOLD_LABEL = re.compile(r"\[([1-9][0-9]{0,8})\]")
 
 @register_reward("rank_r1_setwise")
 def rank_r1_setwise_reward(completions: list[Any], *, lowercase: bool = False, **columns: Any) -> list[float]:
-    """Rank-R1's exact-match reward (code Rank-R1/train_grpo.py ``reward_func_setwise``; spec §2 (b)).
+    """Rank-R1's exact-match reward (arXiv 2503.06034; code Rank-R1/train_grpo.py ``reward_func_setwise``).
 
     R = 1.0 if the completion matches ``<think>.*?</think>\\s*<answer>(.*?)</answer>`` (DOTALL, searched)
     and ``answer.strip() == "[k*]"`` for the gold label k*, else 0.0. There is no separate format reward.

@@ -86,6 +86,43 @@ def test_train_help_mentions_smoke_and_overrides(capsys):
     assert "--smoke" in out and "key=value" in out
 
 
+@pytest.mark.parametrize(
+    ("recipe", "group", "stage_key"),
+    [(SFT, "SFTConfig", "--packing"), (GRPO, "GRPOConfig", "--num_generations")],
+)
+def test_train_recipe_help_lists_every_key_of_its_stage_with_its_help(capsys, recipe, group, stage_key):
+    with pytest.raises(SystemExit) as caught:
+        main(["train", recipe, "--help"])
+    assert caught.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())  # help text wraps at the terminal's width
+    assert "--smoke" in out and f"{group} keys:" in out and "ScriptArguments keys:" in out
+    assert "ModelConfig keys:" in out and stage_key in out and "--ranking_eval_config" in out
+    assert "--learning_rate" in out and "The initial learning rate for AdamW" in out
+    assert "--task TASK" in out and "Task that builds prompts and parses answers" in out
+    assert "resume_from_checkpoint: ignored by rankrl" in out
+
+
+def test_train_help_with_a_missing_recipe_is_one_line(capsys):
+    assert "no such recipe file" in _error_line(capsys, "train", "absent.yaml", "--help")
+
+
+@pytest.mark.parametrize(
+    ("training_config", "stage_key"), [("SFTConfig", "--packing"), ("GRPOConfig", "--num_generations")]
+)
+def test_stage_module_help_lists_every_key_with_its_help(capsys, training_config, stage_key):
+    import trl
+
+    from trainers.pipeline import parse_args
+
+    for argv in (["--help"], [SFT, "-h"]):
+        with pytest.raises(SystemExit) as caught:
+            parse_args(argv, getattr(trl, training_config))
+        assert caught.value.code == 0
+        out = " ".join(capsys.readouterr().out.split())
+        assert f"{training_config} keys:" in out and stage_key in out and "--task TASK" in out
+        assert "--learning_rate" in out and "The initial learning rate for AdamW" in out
+
+
 def test_missing_command_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as caught:
         main([])

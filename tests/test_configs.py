@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
 from trl import GRPOConfig, ModelConfig, SFTConfig
 
-from trainers.cli import stage_config_types
-from trainers.configs import RecipeError, ScriptArguments, apply_overrides, build_configs, read_yaml
+from trainers.cli import STAGES, stage_config_types
+from trainers.configs import (
+    IGNORED_KEYS,
+    RecipeError,
+    ScriptArguments,
+    apply_overrides,
+    build_configs,
+    read_yaml,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGED_RECIPES = sorted(
@@ -193,3 +203,49 @@ def test_generation_backend_replaces_use_vllm(tmp_path, monkeypatch):
         grpo.uses_vllm("vllm")
     with pytest.raises(RecipeError, match="expected one of auto, vllm, hf"):
         grpo.uses_vllm("sglang")
+
+
+# --- keys that two dataclasses own, or that rankrl would accept and not use --------------------------------
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_no_two_dataclasses_of_a_stage_share_a_field_name(stage):
+    names = Counter(f.name for t in stage_config_types(stage) for f in dataclasses.fields(t) if f.init)
+    assert [name for name, count in names.items() if count > 1] == []
+
+
+def test_a_field_name_two_dataclasses_share_is_a_one_line_error():
+    @dataclass
+    class First:
+        shared: int = 0
+
+    @dataclass
+    class Second:
+        shared: int = 0
+
+    with pytest.raises(RecipeError) as caught:
+        build_configs({}, (First, Second), "recipe.yaml")
+    message = str(caught.value)
+    assert "'shared'" in message and "First" in message and "Second" in message and "\n" not in message
+
+
+def test_ranking_eval_config_is_rankrl_s_and_eval_strategy_is_refused_before_any_model(tmp_path):
+    script, training, _ = _build(_recipe(tmp_path, SFT_RECIPE + "ranking_eval_config: eval.yaml\n"))
+    assert script.ranking_eval_config == "eval.yaml" and training.eval_strategy == "no"
+    message = _one_line_error(_recipe(tmp_path, SFT_RECIPE + "eval_strategy: steps\n"))
+    assert "'eval_strategy' is ignored by rankrl" in message and "eval_steps_ndcg" in message
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+@pytest.mark.parametrize("key", list(IGNORED_KEYS))
+def test_keys_rankrl_does_not_use_are_one_line_errors(tmp_path, stage, key):
+    training_fields = {f.name for f in dataclasses.fields(stage_config_types(stage)[1])}
+    assert key in training_fields and key not in {f.name for f in dataclasses.fields(ScriptArguments)}
+    path = _recipe(tmp_path, f"stage: {stage}\nuse_cpu: true\n")
+    message = _one_line_error(path, f"{key}=true")
+    assert message == f"{path}: key {key!r} is ignored by rankrl: {IGNORED_KEYS[key]}"
+
+
+def test_resume_from_checkpoint_points_to_resume(tmp_path):
+    message = _one_line_error(_recipe(tmp_path, SFT_RECIPE + "resume_from_checkpoint: out/checkpoint-5\n"))
+    assert "(resume: true)" in message

@@ -2,7 +2,7 @@
 
 Every run goes through the real command line as a subprocess, ``python -m trainers.cli train RECIPE --launch
 recipes/accelerate/cpu_<x>.yaml key=value ...``, which re-executes itself under ``accelerate launch`` with 2
-processes over gloo (shared/specs/platform.md, "Several processes on one CPU machine"). Each run must exit 0,
+processes over gloo (a MULTI_GPU config: MULTI_CPU runs one process without mpirun). Each run must exit 0,
 must have run 2 processes (the Trainer's "Total train batch size" is per-device batch x world size) and must
 save a checkpoint that reloads in this (fresh) process. The invariance test compares the first step of a
 2-process DDP run with a 1-process run of the same global batch, like TRL's invariant tests.

@@ -1,5 +1,5 @@
 """Tests of the setwise (Rank-R1), groupwise (GroupRank) and pointwise (Retro*) rewards: values computed by
-hand from the spec's constants, gates, configuration, bad dataset rows, and a fuzz run of 12,000 strings."""
+hand from the papers' constants, gates, configuration, bad dataset rows, and a fuzz run of 12,000 strings."""
 
 from __future__ import annotations
 

@@ -127,14 +127,15 @@ def test_lora_sft_saves_an_adapter_that_peft_loads(workspace, tmp_path):
     assert trainer.model.peft_config
 
 
-def test_eval_strategy_ranks_held_out_rows_as_rankrl_eval_does(workspace, tmp_path):
+def test_ranking_eval_config_ranks_held_out_rows_as_rankrl_eval_does(workspace, tmp_path):
     from trainers.evaluate import evaluate_with_strategy
     from trainers.evaluation.config import load_strategy
 
     strategy_file = tmp_path / "eval.yaml"
     strategy_file.write_text("strategy: listwise\nwindow: 4\nstep: 2\nparse: lenient\nmax_new_tokens: 24\n")
+    config = str(strategy_file)
     configs = _configs(
-        "sft", workspace, tmp_path / "out", max_steps=2, eval_steps_ndcg=1, eval_strategy=str(strategy_file)
+        "sft", workspace, tmp_path / "out", max_steps=2, eval_steps_ndcg=1, ranking_eval_config=config
     )
     trainer = sft.main(*configs)
     during = _logged(trainer, "eval_ndcg@10")

@@ -28,12 +28,45 @@ def stage_config_types(stage: str) -> tuple[type, ...]:
     return (ScriptArguments, GRPOConfig if stage == "grpo" else SFTConfig, ModelConfig)
 
 
-def _stage_module(stage: str, source: str) -> Any:
+def _check_stage(stage: str, source: str) -> None:
     if stage not in STAGES:
         from trainers.configs import RecipeError
 
         raise RecipeError(f"{source}: key 'stage' is {stage!r}; expected one of {', '.join(STAGES)}")
+
+
+def _stage_module(stage: str, source: str) -> Any:
+    _check_stage(stage, source)
     return importlib.import_module(STAGES[stage])
+
+
+class _TrainHelp(argparse.Action):
+    """``rankrl train [RECIPE] --help``: the train options, then every key of RECIPE's stage with its help."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        text = "show this help; after RECIPE, also every key of its stage with its help"
+        super().__init__(
+            option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, help=text
+        )
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option: Any = None
+    ) -> None:
+        recipe = getattr(namespace, "recipe", None)
+        keys = ""
+        if recipe:
+            from trainers.configs import RecipeError, apply_overrides, read_yaml, recipe_help
+
+            try:
+                config = apply_overrides(read_yaml(recipe), getattr(namespace, "overrides", None) or [])
+                stage = str(config.get("stage", "sft"))
+                _check_stage(stage, recipe)
+            except RecipeError as error:
+                parser.exit(2, f"rankrl: error: {error}\n")
+            keys = "\n" + recipe_help(stage_config_types(stage), f"rankrl train {recipe} [key=value ...]")
+        parser.print_help()
+        print(keys, end="")
+        parser.exit()
 
 
 def _check_rewards(config: dict[str, Any], stage: str, source: str) -> None:
@@ -94,7 +127,7 @@ def demo(args: argparse.Namespace) -> None:
     """The main job on a tiny model: SFT then GRPO on a toy task, evaluated before, between and after."""
     from trainers.demo import run_demo
 
-    run_demo(Path(args.output_dir), seed=args.seed)
+    run_demo(Path(args.output_dir), seed=args.seed, smoke=args.smoke)
 
 
 def doctor(args: argparse.Namespace) -> None:
@@ -139,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rankrl", description="Train LLM rerankers and reasoners with SFT and GRPO."
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    train_parser = commands.add_parser("train", help="train one recipe stage (SFT or GRPO)")
+    train_parser = commands.add_parser("train", help="train one recipe stage (SFT or GRPO)", add_help=False)
+    train_parser.add_argument("-h", "--help", action=_TrainHelp)
     train_parser.add_argument("recipe", help="recipe YAML, e.g. recipes/reasonrank/qwen2.5-7b-sft.yaml")
     train_parser.add_argument(
         "overrides", nargs="*", help="key=value recipe overrides, e.g. learning_rate=1e-6"
@@ -151,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo_parser = commands.add_parser("demo", help="train a tiny reranker with SFT then GRPO on a toy task")
     demo_parser.add_argument("--output-dir", default="outputs/demo", help="where data, checkpoints, plot go")
     demo_parser.add_argument("--seed", type=int, default=0, help="seed for data, model and training")
+    demo_parser.add_argument(
+        "--smoke", action="store_true", help="every step of the demo on 256 rows, 4 steps a stage (seconds)"
+    )
     demo_parser.set_defaults(handler=demo)
     doctor_parser = commands.add_parser("doctor", help="check versions, devices and known launch traps")
     doctor_parser.add_argument("--launch", help="also validate this accelerate config on this machine")

@@ -1,9 +1,11 @@
 """Recipe parsing: one YAML file plus ``key=value`` overrides into the dataclasses of a training stage.
 
 A recipe is flat, like open-r1's: every key belongs to exactly one of the stage's dataclasses
-(:class:`ScriptArguments`, TRL's ``ModelConfig`` and ``SFTConfig`` / ``GRPOConfig``). Unknown keys and
-values of the wrong type are rejected with one line naming the file, the key and what was expected, before
-any model is loaded, instead of a traceback from deep inside TRL.
+(:class:`ScriptArguments`, TRL's ``ModelConfig`` and ``SFTConfig`` / ``GRPOConfig``); two dataclasses with a
+field of the same name are an error. Unknown keys, values of the wrong type and keys that rankrl sets or does
+not use (:data:`REPLACED_KEYS`, :data:`IGNORED_KEYS`) are rejected with one line naming the file, the key and
+what was expected, before any model is loaded, instead of a traceback from deep inside TRL.
+:func:`recipe_help` is the ``--help`` of a stage: every key with its help text, grouped by dataclass.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
+import textwrap
 import types
 import typing
 from collections.abc import Sequence
@@ -23,6 +26,23 @@ import yaml
 REPLACED_KEYS = {  # TRL keys that rankrl sets itself from another recipe key
     "reward_weights": "set each reward's 'weight' in 'rewards' instead",
     "use_vllm": "set generation_backend: auto, vllm or hf instead",
+}
+_NO_TRL_EVALUATION = (
+    "TRL's evaluation loop gets no eval_dataset; rankrl scores eval_dataset every eval_steps_ndcg steps"
+)
+IGNORED_KEYS = {  # fields of TRL's / transformers' configs that rankrl would accept and then not use
+    "resume_from_checkpoint": "it resumes from the last checkpoint in output_dir (resume: true)",
+    "model_init_kwargs": "it loads the policy itself from the ModelConfig keys (dtype, attn_implementation, "
+    "model_revision, load_in_4bit, ...); TRL would apply them to the GRPO reference model only",
+    "eval_strategy": f"{_NO_TRL_EVALUATION} (ranking_eval_config: a `rankrl eval` config for how)",
+    "eval_steps": _NO_TRL_EVALUATION,
+    "eval_on_start": _NO_TRL_EVALUATION,
+    "per_device_eval_batch_size": _NO_TRL_EVALUATION,
+    "trust_remote_code": "it loads the policy and its tokenizer without remote code (model types that "
+    "transformers ships)",
+    "do_train": "it always trains",
+    "do_eval": "it evaluates when eval_dataset is set",
+    "do_predict": "it runs no prediction",
 }
 
 
@@ -116,7 +136,7 @@ class ScriptArguments:
     eval_steps_ndcg: int = field(
         default=0, metadata={"help": "Evaluate held-out nDCG@10 every N steps during training (0: never)."}
     )
-    eval_strategy: str | None = field(
+    ranking_eval_config: str | None = field(
         default=None,
         metadata={
             "help": "A `rankrl eval` config (YAML) whose strategy ranks the held-out rows during and after "
@@ -190,13 +210,29 @@ def _coerce(value: Any, annotation: Any, key: str, source: str) -> Any:
 
 
 def _fields_by_name(config_types: Sequence[type]) -> dict[str, tuple[type, Any]]:
+    """Each recipe key with its dataclass and type; a key that two of ``config_types`` own is an error."""
     owners: dict[str, tuple[type, Any]] = {}
     for config_type in config_types:
         hints = typing.get_type_hints(config_type)
         for f in dataclasses.fields(config_type):
-            if f.init:
-                owners.setdefault(f.name, (config_type, hints[f.name]))
+            if not f.init:
+                continue
+            if f.name in owners:
+                first = owners[f.name][0].__name__
+                raise RecipeError(
+                    f"key {f.name!r} is a field of both {first} and {config_type.__name__}: "
+                    "a recipe key must belong to one dataclass"
+                )
+            owners[f.name] = (config_type, hints[f.name])
     return owners
+
+
+def _refuse(key: str, source: str) -> None:
+    """A one-line error for a key that rankrl sets from another key or does not use."""
+    if key in REPLACED_KEYS:
+        raise RecipeError(f"{source}: key {key!r}: {REPLACED_KEYS[key]}")
+    if key in IGNORED_KEYS:
+        raise RecipeError(f"{source}: key {key!r} is ignored by rankrl: {IGNORED_KEYS[key]}")
 
 
 def build_configs(config: dict[str, Any], config_types: Sequence[type], source: str) -> tuple[Any, ...]:
@@ -208,11 +244,9 @@ def build_configs(config: dict[str, Any], config_types: Sequence[type], source: 
             close = difflib.get_close_matches(key, owners, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise RecipeError(f"{source}: unknown key {key!r}{hint}")
+        _refuse(key, source)
         config_type, annotation = owners[key]
         kwargs[config_type][key] = _coerce(value, annotation, key, source)
-    for key, instead in REPLACED_KEYS.items():
-        if key in config:
-            raise RecipeError(f"{source}: key {key!r}: {instead}")
     instances = []
     for config_type in config_types:
         try:
@@ -220,3 +254,23 @@ def build_configs(config: dict[str, Any], config_types: Sequence[type], source: 
         except (TypeError, ValueError) as error:
             raise RecipeError(f"{source}: {config_type.__name__}: {str(error).splitlines()[0]}") from None
     return tuple(instances)
+
+
+def recipe_help(config_types: Sequence[type], usage: str) -> str:
+    """The ``--help`` of a stage: every key of ``config_types`` with its help text and default, grouped by
+    dataclass (transformers' ``HfArgumentParser`` formats them), then the keys a recipe may not set."""
+    from transformers import HfArgumentParser
+
+    _fields_by_name(config_types)  # two fields of one name would be conflicting options
+    grouped = [type(t.__name__, (t,), {"_argument_group_name": f"{t.__name__} keys"}) for t in config_types]
+    description = (
+        "Recipe keys: `key: value` in the recipe YAML or a key=value override. --key below is that key; "
+        "--no_key is `key: false`."
+    )
+    parser = HfArgumentParser(grouped, usage=usage, description=description, add_help=False)
+    refused = {**REPLACED_KEYS, **{key: f"ignored by rankrl: {why}" for key, why in IGNORED_KEYS.items()}}
+    lines = [
+        textwrap.fill(f"{key}: {why}", 100, initial_indent="  ", subsequent_indent="    ")
+        for key, why in refused.items()
+    ]
+    return "\n".join([parser.format_help(), "keys a recipe may not set:", *lines, ""])

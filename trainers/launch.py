@@ -9,7 +9,7 @@ inside a launched process. What is checked, and where each rule comes from:
   ``main_process_ip`` or, under DeepSpeed, without ``deepspeed_multinode_launcher: standard`` (accelerate's
   default, pdsh, ssh-launches from one node instead of one launch per node);
 - ``num_processes > 1`` with ``distributed_type: MULTI_CPU`` or ``use_cpu: true``: accelerate then runs ONE
-  process without mpirun (shared/specs/platform.md, "Several processes on one CPU machine");
+  process without mpirun;
 - bf16 (recipe ``bf16: true``, ``mixed_precision: bf16`` or a DeepSpeed JSON ``bf16.enabled: true``) on a
   machine without CUDA;
 - DeepSpeed: a missing or invalid JSON, no ``zero_optimization`` section and accelerate-level DeepSpeed

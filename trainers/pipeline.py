@@ -13,7 +13,14 @@ from transformers import PrinterCallback, ProgressCallback, Trainer, set_seed
 from trl import ModelConfig, get_peft_config
 
 from trainers.collectives import describe_collective_failure, start_cpu_process_group
-from trainers.configs import RecipeError, ScriptArguments, apply_overrides, build_configs, read_yaml
+from trainers.configs import (
+    RecipeError,
+    ScriptArguments,
+    apply_overrides,
+    build_configs,
+    read_yaml,
+    recipe_help,
+)
 from trainers.data import load_dataset_file
 from trainers.evaluate import RankingEvalCallback, evaluate_rankings, evaluate_with_strategy
 from trainers.evaluation.config import load_strategy
@@ -26,17 +33,22 @@ logger = logging.getLogger("rankrl")
 
 
 def parse_args(argv: Sequence[str], training_config_class: type) -> tuple[ScriptArguments, Any, ModelConfig]:
-    """``RECIPE.yaml [key=value ...]`` into (script, training, model) configs.
+    """``RECIPE.yaml [key=value ...]`` into (script, training, model) configs; ``--help`` prints every key.
 
     A multi-process CPU run starts its process group first, with the recipe's ``ddp_timeout``
     (:func:`trainers.collectives.start_cpu_process_group`).
     """
+    usage = "python -m trainers.<stage> RECIPE.yaml [key=value ...]"
+    config_types = (ScriptArguments, training_config_class, ModelConfig)
+    if "-h" in argv or "--help" in argv:
+        print(recipe_help(config_types, usage))
+        raise SystemExit(0)
     if not argv or "=" in argv[0]:
-        raise SystemExit("usage: python -m trainers.<stage> RECIPE.yaml [key=value ...]")
+        raise SystemExit(f"usage: {usage}")
     recipe, overrides = argv[0], argv[1:]
     config = apply_overrides(read_yaml(recipe), overrides)
     start_cpu_process_group(config)
-    return build_configs(config, (ScriptArguments, training_config_class, ModelConfig), recipe)
+    return build_configs(config, config_types, recipe)
 
 
 def setup(script_args: ScriptArguments, training_args: Any) -> tuple[Any, Dataset]:
@@ -66,7 +78,7 @@ def train_and_save(trainer: Trainer, script_args: ScriptArguments, task: Any) ->
     """Train (resuming from the last checkpoint if asked), save model and tokenizer, then evaluate."""
     eval_rows = load_dataset_file(script_args.eval_dataset).to_list() if script_args.eval_dataset else []
     eval_rows = eval_rows[: script_args.eval_max_samples]
-    strategy = load_strategy(script_args.eval_strategy) if script_args.eval_strategy else None
+    strategy = load_strategy(script_args.ranking_eval_config) if script_args.ranking_eval_config else None
     if eval_rows and script_args.eval_steps_ndcg:
         every = script_args.eval_steps_ndcg
         trainer.add_callback(RankingEvalCallback(trainer, eval_rows, task, every, strategy=strategy))

@@ -6,7 +6,7 @@ decoding with ``skip_special_tokens=True`` keeps them) and a randomly initialise
 Both are written with ``save_pretrained``, so every downstream component loads them through the same
 ``model_name_or_path`` that accepts a Hub id or a local checkpoint.
 
-The defaults are the ones that learn the toy listwise task from scratch (``platform.md``): 16 heads of
+The defaults are the ones that learned the toy listwise task from scratch in trials: 16 heads of
 dimension 8, ``initializer_range=0.2`` (with the default 0.02 a model this small stays at chance) and tied
 input/output embeddings, so copying a passage identifier into the answer starts from a useful bias. vLLM
 needs ``tie_word_embeddings=False`` and a head dimension of at least 32.

@@ -1,4 +1,4 @@
-"""Groupwise scoring with shuffled repeats (GroupRank, AQ-MedAI/Diver ``rerank_groupwise.py``; spec §3, §E).
+"""Groupwise scoring with shuffled repeats (GroupRank, arXiv 2511.11653 §3.1; Diver ``rerank_groupwise.py``).
 
 Algorithm, for n candidates, group size c and t repeats:
 

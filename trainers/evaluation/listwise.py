@@ -1,4 +1,4 @@
-"""Listwise sliding-window reranking (RankGPT / rank_llm, as ReasonRank evaluates; spec §1 (e), §E).
+"""Listwise sliding-window reranking (RankGPT / rank_llm, as ReasonRank evaluates: arXiv 2508.07050 §3).
 
 Algorithm, for n candidates, window w, step s and p passes:
 

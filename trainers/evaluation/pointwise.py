@@ -1,4 +1,4 @@
-"""Pointwise reranking: every (query, document) pair scored on its own (ERank and Retro*; spec §4, §6, §E).
+"""Pointwise reranking: every (query, document) pair scored on its own (ERank; Retro*, arXiv 2509.24869 §3.1).
 
 Algorithm: for each stage ``(depth, samples)`` in ``stages``, the current top ``depth`` documents are scored
 with ``samples`` completions each, all of a query's prompts in one request list (so, with the driver, every

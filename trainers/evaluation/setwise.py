@@ -1,4 +1,4 @@
-"""Setwise heapsort reranking (Rank-R1, llmrankers ``RankR1SetwiseLlmRanker``; spec §2 (a), §E).
+"""Setwise heapsort reranking (Rank-R1, arXiv 2503.06034; llmrankers ``RankR1SetwiseLlmRanker``).
 
 Algorithm (llmrankers' ``heapSort`` with ``num_child`` = c): the candidates form an implicit (c)-ary max-heap
 in an array, where node i has children ``c*i+1 .. c*i+c``. ``heapify(i, n)`` shows the model node i and its

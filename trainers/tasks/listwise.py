@@ -1,4 +1,4 @@
-"""Listwise reranking in ReasonRank's format (papers.md §1a).
+"""Listwise reranking in ReasonRank's format (arXiv 2508.07050 Fig. 12; code rerank/rank_listwise_os_llm.py).
 
 The model sees numbered passages ``[1]..[n]`` between a prefix and a suffix that both name the query, and
 answers ``<think>...</think><answer>[3] > [1] > ...</answer>``. Prompts are built from ranking examples

@@ -2,14 +2,15 @@
 
 Data synthesis (:mod:`data_synth.tasks`, the teacher's and the student's prompt) and evaluation
 (:mod:`trainers.evaluation`, the strategies' prompts) both build their prompts here, so a model is evaluated
-with exactly the prompt it was trained on. Texts are the papers' released ones (papers.md):
+with exactly the prompt it was trained on. Texts are the papers' released ones:
 
-- listwise (ReasonRank §1a): :class:`trainers.tasks.listwise.ListwiseTask`'s prompt, reused as is.
-- setwise (Rank-R1 §2a, ``prompts/prompt_setwise-R1.toml``): DeepSeek-R1's system prompt and the setwise
+- listwise (ReasonRank, arXiv 2508.07050 Fig. 12): :class:`trainers.tasks.listwise.ListwiseTask`'s prompt,
+  reused as is.
+- setwise (Rank-R1, ``prompts/prompt_setwise-R1.toml``): DeepSeek-R1's system prompt and the setwise
   user prompt, documents ``[i] text`` joined by newlines.
-- pointwise 0-10 (ERank §4a, paper Fig. 5), with Table 7's BEIR / TREC instruction as the default.
-- rubric 0-100 (Retro* §6a, ``reranker_sglang.py``), with Retro*'s generic relevance definition.
-- groupwise JSON (GroupRank §3a, ``Reranker/rerank_groupwise.py``): documents ``[i]. text``, newlines
+- pointwise 0-10 (ERank, arXiv 2509.00520 Fig. 5), with Table 7's BEIR / TREC instruction as the default.
+- rubric 0-100 (Retro*, arXiv 2509.24869 §3.1, ``reranker_sglang.py``), with its generic relevance definition.
+- groupwise JSON (GroupRank, Diver's ``Reranker/rerank_groupwise.py``): documents ``[i]. text``, newlines
   folded and text cut at 3000 characters as the released code does.
 - math: DeepSeek-R1's system prompt and the problem, with Rank-R1's closing instruction adapted to a final
   answer (no paper gives a math prompt).
