@@ -1,4 +1,5 @@
-"""MRT's progress bonus (Meta Reinforcement Fine-Tuning, arXiv 2503.07572).
+"""MRT's progress bonus (Qu et al. 2025, "Optimizing Test-Time Compute via Meta Reinforcement Fine-Tuning",
+arXiv 2503.07572).
 
 A reasoning trace z (the text before ``</think>``, or all of it) is split into episodes z_0..z_{k-1}
 (:func:`segment_episodes`). The meta-prover μ is the policy itself, forced to stop thinking after a prefix
@@ -7,12 +8,16 @@ estimated from ``num_samples`` (K) sampled continuations graded against the refe
 
     r_j = J_j − J_{j−1} (j = 1..k),     reward = outcome + α · Σ_j r_j = outcome + α · (J_k − J_0),
 
-with outcome ∈ {0, 1} the exact match of the trace's own final answer (:mod:`rewards.answers`). The
-``termination`` variant is MRT's README form A = R − R_termination: reward = outcome − α · J_j* with j*
-a uniformly drawn episode boundary (0..k−1) of the completion, "continuing beat stopping here".
+with outcome ∈ {0, 1} the exact match of the trace's own final answer (:mod:`rewards.answers`). The sum
+telescopes, so only J_k and J_0 are sampled, not every J_j, and J_0 (the prompt alone) once per distinct
+prompt: K samples per completion plus K per prompt instead of (k+1)·K per completion. J_0 is a per-prompt
+constant, which GRPO's group-normalised advantage cancels; it is kept so the reward is exactly the value
+above. The ``termination`` variant is MRT's README form A = R − R_termination: reward = outcome − α · J_j*
+with j* a uniformly drawn episode boundary (0..k−1) of the completion, "continuing beat stopping here".
 
 The sampler is injected (``generate``, :class:`rewards.groups.Generate`): under rankrl's GRPO trainer it is
-the policy being trained (HF ``generate`` or vLLM), called once per reward invocation on every process.
+the policy being trained (HF ``generate`` or vLLM), called once per reward invocation on every process, with
+each distinct (prompt, prefix, reference answer) of the process's batch once.
 Paper settings: K = 8, temperature 0.7, top_p 0.95, max 4096 tokens, episodes merged by 10; α = 1.0 after the
 authors' MRT-online card (the paper's α is unverified). Range: [−α, 1 + α].
 """
@@ -76,11 +81,6 @@ def episode_prefixes(episodes: Sequence[str]) -> list[str]:
     return ["".join(episode + "\n\n" for episode in episodes[:j]) for j in range(len(episodes) + 1)]
 
 
-def progress_bonuses(success: Sequence[float]) -> list[float]:
-    """r_j = J_j − J_{j−1} for j = 1..k; they sum to J_k − J_0."""
-    return [float(b - a) for a, b in zip(success, success[1:], strict=False)]
-
-
 def estimate_success(
     generate: Generate,
     prompts: Sequence[Any],
@@ -131,9 +131,10 @@ def mrt_progress_reward(
 ) -> list[float]:
     """MRT's outcome + progress-bonus reward (see the module docstring); reference answers in ``answer``.
 
-    ``variant``: ``progress`` (outcome + α·Σ r_j, J at every episode boundary: (k+1)·K samples per
-    completion) or ``termination`` (outcome − α·J_j*, K samples per completion). Logs ``mrt/J_first``,
-    ``mrt/J_last``, ``mrt/bonus`` and ``mrt/episodes`` through TRL's ``log_metric`` when given.
+    ``variant``: ``progress`` (outcome + α·(J_k − J_0): K samples per completion for J_k, K per distinct
+    prompt for J_0) or ``termination`` (outcome − α·J_j*: K samples per completion). A (prompt, prefix,
+    answer) shared by several completions is sampled once. Logs ``mrt/J_first`` (J_0, or J_j*),
+    ``mrt/J_last`` (J_k, or J_j*), ``mrt/bonus`` and ``mrt/episodes`` through TRL's ``log_metric`` when given.
     """
     if variant not in VARIANTS:
         raise ValueError(f"reward 'mrt_progress': unknown variant {variant!r}; expected one of {VARIANTS}")
@@ -145,12 +146,18 @@ def mrt_progress_reward(
     texts = [completion_text(completion) for completion in completions]
     episodes = [segment_episodes(thinking_part(text), markers, min_gap, group_size) for text in texts]
     rng = random.Random(f"{seed}-{getattr(columns.get('trainer_state'), 'global_step', 0)}")
-    flat = [(row, prefix) for row, parts in enumerate(episodes) for prefix in _prefixes(parts, variant, rng)]
+    needed = [
+        (row, (prompts[row], prefix, references[row]))
+        for row, parts in enumerate(episodes)
+        for prefix in _prefixes(parts, variant, rng)
+    ]
+    distinct = {repr(pair): pair for _, pair in needed}  # keyed by repr: chat prompts are unhashable lists
+    slot = {key: index for index, key in enumerate(distinct)}
     success = estimate_success(
         generate,
-        [prompts[row] for row, _ in flat],
-        [prefix for _, prefix in flat],
-        [references[row] for row, _ in flat],
+        [prompt for prompt, _, _ in distinct.values()],
+        [prefix for _, prefix, _ in distinct.values()],
+        [reference for _, _, reference in distinct.values()],
         stop_template=stop_template,
         num_samples=num_samples,
         temperature=temperature,
@@ -158,18 +165,21 @@ def mrt_progress_reward(
         max_new_tokens=max_new_tokens,
     )
     per_row: list[list[float]] = [[] for _ in range(size)]
-    for (row, _), value in zip(flat, success, strict=True):
-        per_row[row].append(value)
+    for row, pair in needed:
+        per_row[row].append(success[slot[repr(pair)]])
     outcomes = answer_match_reward(completions, answer=references)
-    bonus = [sum(progress_bonuses(j)) if variant == "progress" else -j[0] for j in per_row]
+    bonus = [j[-1] - j[0] if variant == "progress" else -j[0] for j in per_row]
     _log(columns.get("log_metric"), per_row, bonus, episodes)
     return [outcome + alpha * value for outcome, value in zip(outcomes, bonus, strict=True)]
 
 
 def _prefixes(episodes: list[str], variant: str, rng: random.Random) -> list[str]:
-    """Every z_{0:j} (``progress``) or one drawn from j = 0..k−1 (``termination``)."""
+    """The prefixes whose J the reward needs: z_{0:0} and z_{0:k} (``progress``: Σ_j r_j = J_k − J_0) or one
+    z_{0:j*}, j* drawn from 0..k−1 (``termination``)."""
     options = episode_prefixes(episodes)
-    return options if variant == "progress" else [options[rng.randrange(len(episodes) or 1)]]
+    return (
+        [options[0], options[-1]] if variant == "progress" else [options[rng.randrange(len(episodes) or 1)]]
+    )
 
 
 def _log(log_metric: Any, success: list[list[float]], bonus: list[float], episodes: list[list[str]]) -> None:

@@ -11,7 +11,9 @@ A spec is a registered name (``"reasonrank"``) or a dotted path (``"pkg.module:f
 The weights become TRL's ``GRPOConfig.reward_weights``. A reward's scope (per completion, per group of G
 completions, per query) and whether it samples from the policy are declared at registration; see
 :mod:`rewards.groups`. Whatever goes wrong inside a reward surfaces as one :class:`RewardError` line naming
-the reward and, where it can be found, the completion row.
+the reward and, where it can be found, the completion row: a failing per-completion reward is re-run row
+by row to find it, except one that samples from the policy (its ``generate`` is collective: a re-run on one
+process would hang the others) or scores whole groups or queries.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ def get_reward(spec: str, **kwargs: Any) -> RewardFn:
     guarded = (set(kwargs) | set(_parameters(fn, inspect.Parameter.KEYWORD_ONLY))) - {"generate"}
 
     scope = reward_scope(fn)
+    unisolated = _unisolated(scope, bool(getattr(fn, "uses_generator", False)))
 
     def reward(completions: list[Any], **columns: Any) -> list[float]:
         clashes = sorted(set(columns) & guarded)
@@ -93,10 +96,12 @@ def get_reward(spec: str, **kwargs: Any) -> RewardFn:
         try:
             values = fn(completions, **columns, **kwargs)
         except Exception as error:
-            row = _failing_row(fn, completions, columns, kwargs) if scope == "completion" else None
-            raise RewardError(
-                f"reward {name!r} failed{_where(row, columns)}: {_reason(name, error)}"
-            ) from error
+            where = (
+                f" ({unisolated})"
+                if unisolated
+                else _where(_failing_row(fn, completions, columns, kwargs), columns)
+            )
+            raise RewardError(f"reward {name!r} failed{where}: {_reason(name, error)}") from error
         return _checked(name, values, len(completions), columns)
 
     reward.__name__ = reward.__qualname__ = name
@@ -104,6 +109,19 @@ def get_reward(spec: str, **kwargs: Any) -> RewardFn:
     reward.reward_scope = scope  # type: ignore[attr-defined]
     reward.uses_generator = bool(getattr(fn, "uses_generator", False))  # type: ignore[attr-defined]
     return reward
+
+
+def _unisolated(scope: str, uses_generator: bool) -> str | None:
+    """Why a failing reward is not re-run row by row to find the failing row, or None when it is.
+
+    A reward that samples from the policy calls ``generate``, which every process must join: a re-run on
+    one process would hang the others. A group or query reward needs whole groups: one row is no input.
+    """
+    if uses_generator:
+        return "row not isolated: it samples from the policy"
+    if scope != "completion":
+        return f"row not isolated: it scores whole {'groups' if scope == 'group' else 'queries'}"
+    return None
 
 
 def _failing_row(

@@ -284,6 +284,61 @@ def test_exception_inside_a_user_reward_names_the_reward_and_row():
 
 
 def test_exception_inside_a_group_reward_names_the_reward():
-    expected = "^reward 'retro_intra' failed: ValueError: .*needs the column 'group_ids'"
+    expected = (
+        r"^reward 'retro_intra' failed \(row not isolated: it scores whole groups\): "
+        "ValueError: .*needs the column 'group_ids'"
+    )
     with pytest.raises(RewardError, match=expected):
         get_reward("retro_intra")(["<score>1</score>"] * 2)
+
+
+def sampling_reward(completions, *, generate, **columns):
+    """Samples from the policy once (a collective call), then fails on an empty completion."""
+    generate(
+        ["p"] * len(completions), completions, num_samples=1, temperature=1.0, top_p=1.0, max_new_tokens=1
+    )
+    return [1.0 / len(text) for text in completions]
+
+
+sampling_reward.uses_generator = True
+
+
+def query_length_reward(completions, **columns):
+    """A query-scoped reward that records its calls and fails on an empty completion."""
+    query_length_reward.calls += 1
+    return [1.0 / len(text) for text in completions]
+
+
+query_length_reward.reward_scope = "query"
+
+
+def test_a_failing_reward_that_samples_or_scores_groups_is_not_rerun_row_by_row():
+    # generate is collective: a row-by-row re-run on one process would hang the others in a multi-process run.
+    calls = []
+
+    def generate(prompts, prefixes, **settings):
+        calls.append(list(prefixes))
+        return [[""] * settings["num_samples"] for _ in prefixes]
+
+    expected = (
+        r"^reward 'sampling_reward' failed \(row not isolated: it samples from the policy\): ZeroDivision"
+    )
+    with pytest.raises(RewardError, match=expected) as caught:
+        get_reward(f"{__name__}:sampling_reward")(
+            ["ok", "fine", ""], generate=generate, query_id=["q1", "q2", "q3"]
+        )
+    assert isinstance(caught.value.__cause__, ZeroDivisionError) and "\n" not in str(caught.value)
+    assert calls == [["ok", "fine", ""]]  # the failing call only: generate is not called again
+    calls.clear()
+    with pytest.raises(RewardError, match=r"^reward 'mrt_progress' failed \(row not isolated: .*ValueError"):
+        get_reward("mrt_progress")(
+            ["a", "b"], generate=lambda *args, **kw: calls.append(args) or [], answer=["1"] * 2
+        )
+    assert len(calls) == 1  # a sampler that returns nothing: MRT's reward fails on its one collective call
+    query_length_reward.calls = 0
+    expected = (
+        r"^reward 'query_length_reward' failed \(row not isolated: it scores whole queries\): ZeroDivision"
+    )
+    with pytest.raises(RewardError, match=expected):
+        get_reward(f"{__name__}:query_length_reward")(["ok", ""], query_id=["q1", "q1"])
+    assert query_length_reward.calls == 1

@@ -12,7 +12,7 @@ from rewards import get_reward
 from rewards.answers import answers_match, final_answer
 from rewards.consensus import borda_consensus, kendall_tau
 from rewards.groups import consecutive_group_ids
-from rewards.progress import STOP_TEMPLATE, episode_prefixes, progress_bonuses, segment_episodes
+from rewards.progress import STOP_TEMPLATE, episode_prefixes, segment_episodes
 from tests.test_rewards_more import fuzz_strings
 
 
@@ -115,12 +115,6 @@ def test_segment_episodes_hand_computed():
     assert episode_prefixes(["A", "B"]) == ["", "A\n\n", "A\n\nB\n\n"]
 
 
-def test_progress_bonuses_telescope():
-    success = [0.0, 0.25, 0.125, 0.75]
-    bonuses = progress_bonuses(success)
-    assert bonuses == [0.25, -0.125, 0.625] and sum(bonuses) == success[-1] - success[0]
-
-
 class ScriptedSampler:
     """A stand-in for the policy: half its answers are 4 once the prefix reaches "4 it is"; records calls."""
 
@@ -143,17 +137,54 @@ def test_mrt_progress_reward_with_a_scripted_sampler():
     values = reward(
         completions, generate=sampler, prompts=["p1", "p2"], answer=["4", "4"], log_metric=logged.__setitem__
     )
-    # Row 0: episodes 3, J = [0, 0, 1/2, 1/2] (the 2nd episode ends with "4 it is"): 1 + 0.5 · 0.5.
+    # Row 0: episodes 3, J = [0, 0, 1/2, 1/2] (the 2nd episode ends with "4 it is"): 1 + 0.5 · (1/2 − 0).
     # Row 1: one episode, J = [0, 0]; wrong answer: 0.
     assert values == [1.25, 0.0]
     assert len(sampler.calls) == 1  # one collective sampler call per reward invocation
     prompts, prefixes, num_samples, temperature, top_p, max_tokens = sampler.calls[0]
-    assert prompts == ["p1"] * 4 + ["p2"] * 2 and num_samples == 4
+    assert prompts == ["p1", "p1", "p2", "p2"] and num_samples == 4  # J_0 and J_k of each row only
     assert all(prefix.endswith(STOP_TEMPLATE) for prefix in prefixes)
-    assert prefixes[0] == STOP_TEMPLATE and prefixes[3].startswith("<think>Let x = 2")
+    assert prefixes[0] == prefixes[2] == STOP_TEMPLATE and prefixes[1].startswith("<think>Let x = 2")
     assert (temperature, top_p, max_tokens) == (0.7, 0.95, 4096)
     assert logged["mrt/bonus"] == pytest.approx(0.25) and logged["mrt/episodes"] == 2.0
     assert logged["mrt/bonus"] == pytest.approx(logged["mrt/J_last"] - logged["mrt/J_first"])
+
+
+def test_mrt_progress_samples_only_j0_once_per_prompt_and_jk_per_completion():
+    # Σ_j (J_j − J_{j−1}) = J_k − J_0, and J_0 (the prompt alone) is shared by the G completions of a prompt.
+    calls = []
+
+    def generate(prompts, prefixes, *, num_samples, **settings):
+        """Deterministic: the first (number of 4s in prompt + prefix) of the K samples answer 4."""
+        calls.append((list(prompts), list(prefixes), num_samples))
+        return [
+            [r"\boxed{4}" if k < (prompt + prefix).count("4") else r"\boxed{7}" for k in range(num_samples)]
+            for prompt, prefix in zip(prompts, prefixes, strict=True)
+        ]
+
+    traces = [TRACE, TRACE.replace("4 it is", "5 it is"), TRACE.replace("2x = 4", "2x = 44")]
+    completions = [
+        f"<think>{trace}</think> \\boxed{{{final}}}" for trace, final in zip(traces, "454", strict=True)
+    ]
+    assert all(len(segment_episodes(trace, group_size=1)) == 3 for trace in traces)  # k = 3 episodes each
+    logged = {}
+    reward = get_reward("mrt_progress", num_samples=4, group_size=1, alpha=0.5)
+    values = reward(
+        completions,
+        generate=generate,
+        prompts=["x + x = 4?"] * 3,
+        answer=["4"] * 3,
+        log_metric=logged.__setitem__,
+    )
+    # J_0 = 1/4 (the prompt's one 4). J_3 = (1 + 2)/4, (1 + 1)/4, (1 + 3)/4. Outcomes 1, 0, 1.
+    # The previous implementation sampled every J_j; its Σ_j r_j telescopes to the same J_3 − J_0.
+    assert values == [1 + 0.5 * (0.75 - 0.25), 0 + 0.5 * (0.5 - 0.25), 1 + 0.5 * (1.0 - 0.25)]
+    assert logged["mrt/J_first"] == 0.25 and logged["mrt/J_last"] == pytest.approx(0.75)
+    [(prompts, prefixes, num_samples)] = calls
+    full = [f"<think>{trace}\n\n{STOP_TEMPLATE}" for trace in traces]
+    assert prompts == ["x + x = 4?"] * 4 and prefixes == [STOP_TEMPLATE, *full] and num_samples == 4
+    # (G + 1)·K = 16 samples: K per completion for J_k and K for the shared J_0, not G·(k + 1)·K = 48.
+    assert len(prefixes) * num_samples == (3 + 1) * 4
 
 
 def test_mrt_termination_variant_uses_one_prefix_per_completion():
@@ -161,7 +192,8 @@ def test_mrt_termination_variant_uses_one_prefix_per_completion():
     reward = get_reward("mrt_progress", variant="termination", num_samples=2, group_size=1, seed=3)
     completion = f"<think>{TRACE}</think> \\boxed{{4}}"
     values = reward([completion] * 6, generate=sampler, prompts=["p"] * 6, answer=["4"] * 6)
-    assert len(sampler.calls[0][1]) == 6
+    prefixes = sampler.calls[0][1]  # one drawn boundary per completion; identical completions share it
+    assert len(prefixes) == len(set(prefixes)) <= 3
     # J at a drawn boundary is 0 before "4 it is" and 1/2 after it: outcome 1 minus that.
     assert set(values) <= {1.0, 0.5} and len(set(values)) == 2
     with pytest.raises(ValueError, match="unknown variant"):
