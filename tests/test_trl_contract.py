@@ -1,23 +1,120 @@
-"""Contract tests: the TRL internals that ``trainers/trl_overrides.py`` and ``trainers/policy_sampler.py``
-rely on, pinned against the installed TRL. A failure here means TRL changed underneath: read the failing
-assertion, then update the override module (not these tests) after checking the new TRL code."""
+"""Contract tests: the TRL internals that ``trainers/trl_overrides.py`` relies on (every other module reaches
+TRL's internals through it), pinned against the installed TRL. A failure here means TRL changed underneath:
+read the failing assertion, then update the override module (not these tests) after checking the new TRL code.
+
+The helpers that other modules call are pinned by behaviour, on real trainers of a tiny model: a one-step
+GRPO run and a one-step SFT run (metrics and token counts as TRL logs them), direct calls on the GRPO
+trainer (prompt rendering, the policy for generation), and a GRPO trainer with ``use_vllm`` whose engine is
+TRL's own ``VLLMGeneration`` over a stand-in for vLLM's ``LLM`` (vLLM needs CUDA).
+"""
 
 from __future__ import annotations
 
 import inspect
 import re
 from importlib.metadata import version
+from types import SimpleNamespace
 
+import pytest
+import torch
+from datasets import Dataset
 from packaging.specifiers import SpecifierSet
-from trl import GRPOTrainer
-from trl.data_utils import maybe_apply_chat_template
-from trl.generation.vllm_generation import VLLMGeneration
-from trl.models.utils import unwrap_model_for_generation
+from transformers import TrainerCallback
+from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
+from trl.generation import vllm_generation
 from trl.trainer.utils import RepeatSampler
 
-from trainers.trl_overrides import TRAINER_KWARGS, EpochSeededRepeatSampler, QueryGroupedRepeatSampler
+from trainers.policy_sampler import PolicySampler
+from trainers.tiny import build_tiny_model
+from trainers.trl_overrides import (
+    TRAINER_KWARGS,
+    VLLM_SETTINGS,
+    EpochSeededRepeatSampler,
+    QueryGroupedRepeatSampler,
+    RankRLGRPOTrainer,
+    log_metric,
+    policy_for_generation,
+    render_prompt,
+    tokens_seen,
+)
 
 PINNED_TRL = SpecifierSet(">=1.16,<1.17")  # pyproject.toml's range
+PROMPTS = [[{"role": "user", "content": f"rank passage {i} against passage {i + 1}"}] for i in range(4)]
+PROBE = "contract/probe"  # logged twice per step (1.0 and 3.0) through log_metric
+
+
+class MetricProbe(TrainerCallback):
+    """Logs 1.0 and 3.0 under :data:`PROBE` through :func:`log_metric` at the end of every step."""
+
+    def __init__(self, trainer) -> None:
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs) -> None:
+        for value in (1.0, 3.0):
+            log_metric(self.trainer, "train", PROBE, value)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    texts = [message["content"] for prompt in PROMPTS for message in prompt] * 8
+    return str(build_tiny_model(tmp_path_factory.mktemp("tiny"), texts))
+
+
+def _grpo_args(output_dir, **overrides) -> GRPOConfig:
+    return GRPOConfig(
+        output_dir=str(output_dir),
+        max_steps=1,
+        per_device_train_batch_size=4,
+        num_generations=2,
+        max_completion_length=8,
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        logging_steps=1,
+        save_strategy="no",
+        **overrides,
+    )
+
+
+def _length_reward(completions, **columns) -> list[float]:
+    return [float(len(completion[0]["content"])) for completion in completions]
+
+
+@pytest.fixture(scope="module")
+def grpo_trainer(tiny_model, tmp_path_factory):
+    """rankrl's GRPO trainer after one logged step, with :class:`MetricProbe`."""
+    trainer = RankRLGRPOTrainer(
+        model=tiny_model,
+        reward_funcs=[_length_reward],
+        args=_grpo_args(tmp_path_factory.mktemp("grpo")),
+        train_dataset=Dataset.from_list([{"prompt": prompt} for prompt in PROMPTS]),
+    )
+    trainer.add_callback(MetricProbe(trainer))
+    trainer.train()
+    return trainer
+
+
+@pytest.fixture(scope="module")
+def sft_trainer(tiny_model, tmp_path_factory):
+    """TRL's SFT trainer after one logged step, with :class:`MetricProbe`."""
+    rows = [
+        {"prompt": prompt, "completion": [{"role": "assistant", "content": "[1] > [2]"}]}
+        for prompt in PROMPTS
+    ]
+    args = SFTConfig(
+        output_dir=str(tmp_path_factory.mktemp("sft")),
+        max_steps=1,
+        per_device_train_batch_size=4,
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        logging_steps=1,
+        save_strategy="no",
+    )
+    trainer = SFTTrainer(model=tiny_model, args=args, train_dataset=Dataset.from_list(rows))
+    trainer.add_callback(MetricProbe(trainer))
+    trainer.train()
+    return trainer
 
 
 def _source(function) -> str:
@@ -99,25 +196,93 @@ def test_query_grouped_sampler_equals_trl_sampler_with_one_row_per_query():
     assert list(QueryGroupedRepeatSampler(rows, [f"q{i}" for i in rows], **options)) == trl
 
 
-def test_generation_helpers_keep_their_signatures():
-    parameters = _parameters(unwrap_model_for_generation)
-    assert parameters[:2] == ["model", "accelerator"]
-    assert {"gather_deepspeed3_params", "gradient_checkpointing_kwargs"} <= set(parameters)
-    assert _parameters(maybe_apply_chat_template)[:2] == ["example", "processing_class"]
-    init = _source(GRPOTrainer.__init__)
-    assert "self._dist = DistributedBackend(self.accelerator)" in init
-    assert "self.chat_template_kwargs = " in init
+def test_generate_and_reward_overrides_run_and_count_the_completion_tokens(grpo_trainer):
+    logged = next(entry for entry in grpo_trainer.state.log_history if "completions/mean_length" in entry)
+    completions = grpo_trainer.args.per_device_train_batch_size  # one step of one process
+    assert grpo_trainer.generated_tokens == pytest.approx(logged["completions/mean_length"] * completions)
+    assert grpo_trainer.phase_seconds["generation"] > 0 and grpo_trainer.phase_seconds["reward"] > 0
 
 
-def test_vllm_engine_reads_the_sampling_settings_the_sampler_swaps():
-    assert _parameters(VLLMGeneration.generate) == [
-        "self",
-        "prompts",
-        "images",
-        "num_generations",
-        "profiler",
-    ]
-    source = _source(VLLMGeneration.generate)
-    for attribute in ("temperature", "top_p", "max_completion_length"):
-        assert f"{attribute} = self.{attribute}" in source
-    assert "all_prompts[::num_generations]" in source  # prompts arrive repeated num_generations times
+@pytest.mark.parametrize("stage", ["grpo_trainer", "sft_trainer"])
+def test_log_metric_values_are_averaged_into_the_step_log(stage, request):
+    trainer = request.getfixturevalue(stage)
+    logged = [entry for entry in trainer.state.log_history if PROBE in entry]
+    assert [(entry["step"], entry[PROBE]) for entry in logged] == [(1, 2.0)]
+
+
+@pytest.mark.parametrize("stage", ["grpo_trainer", "sft_trainer"])
+def test_tokens_seen_is_the_token_count_trl_logs(stage, request):
+    trainer = request.getfixturevalue(stage)
+    logged = next(entry for entry in trainer.state.log_history if "num_tokens" in entry)
+    assert tokens_seen(trainer) == logged["num_tokens"] > 0
+
+
+def test_render_prompt_is_the_text_trl_tokenizes_for_generation(grpo_trainer):
+    tokenizer = grpo_trainer.processing_class
+    for prompt in (PROMPTS[0], "plain text prompt"):
+        ids = tokenizer(render_prompt(grpo_trainer, prompt), add_special_tokens=False)["input_ids"]
+        assert ids == list(grpo_trainer._tokenize_prompts([prompt])[0][0])
+    assert render_prompt(grpo_trainer, PROMPTS[0]).endswith("<|im_start|>assistant\n")
+
+
+def test_policy_for_generation_yields_the_policy_without_gradients(grpo_trainer):
+    policy = grpo_trainer.model
+    batch = grpo_trainer.processing_class(render_prompt(grpo_trainer, PROMPTS[0]), return_tensors="pt")
+    with policy_for_generation(grpo_trainer) as model:
+        assert not torch.is_grad_enabled()
+        assert [p.data_ptr() for p in model.parameters()] == [p.data_ptr() for p in policy.parameters()]
+        torch.manual_seed(0)
+        drawn = model.generate(**batch, do_sample=True, max_new_tokens=6)
+    assert torch.is_grad_enabled()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        assert torch.equal(drawn, policy.generate(**batch, do_sample=True, max_new_tokens=6))
+
+
+class FakeLLM:
+    """A stand-in for vLLM's ``LLM``: each completion is its prompt's last 3 token ids."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[list[int]], SimpleNamespace]] = []
+
+    def generate(self, prompts, sampling_params, use_tqdm) -> list[SimpleNamespace]:
+        self.calls.append(([prompt["prompt_token_ids"] for prompt in prompts], sampling_params))
+        return [
+            SimpleNamespace(
+                prompt_token_ids=prompt["prompt_token_ids"],
+                outputs=[SimpleNamespace(token_ids=prompt["prompt_token_ids"][-3:], logprobs=None)],
+            )
+            for prompt in prompts
+        ]
+
+
+def test_policy_sampler_samples_from_trls_vllm_engine_with_the_call_settings(
+    tiny_model, tmp_path, monkeypatch
+):
+    llm = FakeLLM()
+    monkeypatch.setattr(
+        vllm_generation.VLLMGeneration, "_init_vllm", lambda engine: setattr(engine, "llm", llm)
+    )
+    monkeypatch.setattr(vllm_generation, "SamplingParams", SimpleNamespace, raising=False)
+    args = _grpo_args(tmp_path, use_vllm=True, vllm_mode="colocate", temperature=0.5, top_p=0.8)
+    trainer = RankRLGRPOTrainer(
+        model=tiny_model,
+        reward_funcs=[_length_reward],
+        args=args,
+        train_dataset=Dataset.from_list([{"prompt": prompt} for prompt in PROMPTS]),
+    )
+    engine = trainer.vllm_generation
+    own = {attribute: getattr(engine, attribute) for attribute in VLLM_SETTINGS.values()}
+    assert own == {"temperature": 0.5, "top_p": 0.8, "max_completion_length": 8}
+
+    samples = PolicySampler(trainer)(
+        PROMPTS[:2], ["", "[1]"], num_samples=3, temperature=1.2, top_p=0.9, max_new_tokens=5
+    )
+    tokenizer = trainer.processing_class
+    texts = [render_prompt(trainer, PROMPTS[0]), render_prompt(trainer, PROMPTS[1]) + "[1]"]
+    prompt_ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    ((received, params),) = llm.calls
+    assert received == [ids for ids in prompt_ids for _ in range(3)]  # each prompt once per sample
+    assert (params.n, params.temperature, params.top_p, params.max_tokens) == (1, 1.2, 0.9, 5)
+    assert samples == [[tokenizer.decode(ids[-3:], skip_special_tokens=True)] * 3 for ids in prompt_ids]
+    assert {attribute: getattr(engine, attribute) for attribute in VLLM_SETTINGS.values()} == own

@@ -1,27 +1,24 @@
 """Sampling from the policy being trained, for rewards that need it (MRT's meta-prover in rewards.progress).
 
 :class:`PolicySampler` implements :class:`rewards.groups.Generate`. Each prompt is rendered as TRL renders
-prompts for generation (its chat template with the generation prompt; plain text as is) and the prefix is
-appended as raw text. Generation uses the trainer's engine:
+prompts for generation (:func:`trainers.trl_overrides.render_prompt`) and the prefix is appended as raw
+text. Generation uses the trainer's engine, reached only through :mod:`trainers.trl_overrides`:
 
-- HF ``generate`` on the unwrapped model, inside TRL's ``unwrap_model_for_generation`` (which gathers ZeRO-3
-  parameters and pauses activation checkpointing), in chunks of ``chunk_size`` sequences, left-padded. The
-  context is entered exactly once per call, on every process, so the call is safe under ZeRO-3 and FSDP
-  even when a process has nothing to sample.
-- TRL's vLLM engine (``trainer.vllm_generation``) when ``use_vllm`` is on, with the sampling settings of the
-  call swapped in for its own for the duration of the call. (Not exercised on CPU: TRL's vLLM weight sync
-  needs CUDA.)
+- HF ``generate`` on the policy inside :func:`trainers.trl_overrides.policy_for_generation` (which gathers
+  ZeRO-3 parameters and pauses activation checkpointing), in chunks of ``chunk_size`` sequences,
+  left-padded. The context is entered exactly once per call, on every process, so the call is safe under
+  ZeRO-3 and FSDP even when a process has nothing to sample.
+- TRL's vLLM engine when ``use_vllm`` is on (:func:`trainers.trl_overrides.vllm_sample`, which swaps the
+  call's sampling settings in for the engine's own for the duration of the call). (Not exercised on CPU:
+  TRL's vLLM weight sync needs CUDA.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
-import torch
-from trl.data_utils import maybe_apply_chat_template
-from trl.models.utils import unwrap_model_for_generation
+from trainers.trl_overrides import policy_for_generation, render_prompt, vllm_sample
 
 
 class PolicySampler:
@@ -46,34 +43,22 @@ class PolicySampler:
         max_new_tokens: int,
     ) -> list[list[str]]:
         """``num_samples`` sampled continuations of each rendered prompt + prefix."""
-        texts = [self._render(prompt) + prefix for prompt, prefix in zip(prompts, prefixes, strict=True)]
+        texts = [
+            render_prompt(self.trainer, prompt) + prefix
+            for prompt, prefix in zip(prompts, prefixes, strict=True)
+        ]
         settings = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens}
-        if getattr(self.trainer, "use_vllm", False):
+        if self.trainer.args.use_vllm:
             flat = self._vllm(texts, num_samples, **settings)
         else:
             flat = self._hf(texts, num_samples, **settings)
         return [flat[start : start + num_samples] for start in range(0, len(flat), num_samples)]
 
-    def _render(self, prompt: Any) -> str:
-        chat_kwargs = getattr(self.trainer, "chat_template_kwargs", {})
-        return maybe_apply_chat_template({"prompt": prompt}, self.trainer.processing_class, **chat_kwargs)[
-            "prompt"
-        ]
-
     def _hf(self, texts: list[str], num_samples: int, **settings: Any) -> list[str]:
         trainer, tokenizer = self.trainer, self.trainer.processing_class
         outputs: list[str] = []
         per_chunk = max(1, self.chunk_size // num_samples)
-        with (
-            unwrap_model_for_generation(
-                trainer.model_wrapped,
-                trainer.accelerator,
-                gather_deepspeed3_params=trainer.args.ds3_gather_for_generation,
-                gradient_checkpointing_kwargs=trainer.args.gradient_checkpointing_kwargs,
-            ) as model,
-            torch.no_grad(),
-            trainer._dist.summon_full_params(trainer.model_wrapped, recurse=False),
-        ):
+        with policy_for_generation(trainer) as model:
             for start in range(0, len(texts), per_chunk):
                 batch = tokenizer(
                     texts[start : start + per_chunk],
@@ -94,25 +79,7 @@ class PolicySampler:
         return outputs
 
     def _vllm(self, texts: list[str], num_samples: int, **settings: Any) -> list[str]:
-        tokenizer, engine = self.trainer.processing_class, self.trainer.vllm_generation
+        tokenizer = self.trainer.processing_class
         prompt_ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
-        repeated = [ids for ids in prompt_ids for _ in range(num_samples)]
-        with _engine_settings(engine, settings):
-            _, completion_ids, _, _ = engine.generate(
-                prompts=repeated, images=None, num_generations=num_samples
-            )
+        completion_ids = vllm_sample(self.trainer, prompt_ids, num_samples, **settings)
         return tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
-
-
-@contextmanager
-def _engine_settings(engine: Any, settings: dict[str, Any]) -> Iterator[None]:
-    """Swap the call's sampling settings into TRL's ``VLLMGeneration`` and restore its own afterwards."""
-    names = {"temperature": "temperature", "top_p": "top_p", "max_new_tokens": "max_completion_length"}
-    saved = {attribute: getattr(engine, attribute) for attribute in names.values()}
-    for key, attribute in names.items():
-        setattr(engine, attribute, settings[key])
-    try:
-        yield
-    finally:
-        for attribute, value in saved.items():
-            setattr(engine, attribute, value)

@@ -6,8 +6,9 @@ TRL's own metric logging), under ``throughput/``:
 - ``step_time_s``: wall time from ``on_step_begin`` to ``on_step_end`` of this process.
 - ``tokens_per_s_per_device``: NeMo-RL's tokens/s/GPU, the total tokens processed in the step by all
   processes divided by the step time and the number of processes. Tokens are the delta of TRL's global
-  ``num_tokens`` counter (GRPO: prompt + completion tokens, counted when generated, so with
-  ``steps_per_generation > 1`` the steps that generate carry them all; SFT: attention-mask tokens).
+  ``num_tokens`` counter (:func:`trainers.trl_overrides.tokens_seen`; GRPO: prompt + completion tokens,
+  counted when generated, so with ``steps_per_generation > 1`` the steps that generate carry them all; SFT:
+  attention-mask tokens).
 - ``generated_tokens_per_s_per_device`` (GRPO): this process's completion tokens generated in the step over
   the step time; ``generation_tokens_per_s`` (GRPO): the same tokens over the generation time only.
 - ``generation_share``, ``reward_share``, ``training_share`` (GRPO): the shares of the step time spent in
@@ -21,6 +22,7 @@ TRL's own metric logging), under ``throughput/``:
   with N the parameter count and the dense bf16 peak from :data:`PEAK_TFLOPS`; the 6N rule ignores attention
   FLOPs and counts generated tokens at training cost, so it is an estimate. Skipped for unknown devices.
 
+The per-step metrics go into TRL's per-step metric log through :func:`trainers.trl_overrides.log_metric`.
 At train end :attr:`ThroughputCallback.summary` holds the same rates over all steps together (time-weighted)
 plus ``total_step_time_s``, ``total_tokens``, ``generated_tokens`` and ``steps``, under
 ``throughput_summary/``; it is logged once through ``trainer.log`` and merged into ``train_results``.
@@ -36,6 +38,8 @@ from typing import Any
 
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from trainers.trl_overrides import log_metric, tokens_seen
 
 logger = logging.getLogger("rankrl")
 
@@ -83,7 +87,7 @@ class ThroughputCallback(TrainerCallback):
         """Reset the GPU peak-memory counter and remember the token counter."""
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
-        self._tokens = self._tokens_start = _tokens_seen(self.trainer, state)
+        self._tokens = self._tokens_start = tokens_seen(self.trainer)
 
     def on_step_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
@@ -100,24 +104,22 @@ class ThroughputCallback(TrainerCallback):
             return
         elapsed = max(time.perf_counter() - self._step_start, 1e-9)
         self._step_start = None
-        tokens = _tokens_seen(self.trainer, state)
+        tokens = tokens_seen(self.trainer)
         step_tokens, self._tokens = tokens - self._tokens, tokens
         step = {key: value - self._at_step_start[key] for key, value in self._counters().items()}
         for key, value in (("step", elapsed), *step.items()):
             self._totals[key] += value
         phases = {"generation": step["generation"], "reward": step["reward"]}
         metrics = self._rates(elapsed, step_tokens, step["generated"], phases)
-        store = getattr(self.trainer, "_metrics", {}).get("train")
-        if store is not None:
-            for name, value in metrics.items():
-                store[f"{PREFIX}/{name}"].append(value)
+        for name, value in metrics.items():
+            log_metric(self.trainer, "train", f"{PREFIX}/{name}", value)
 
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         """Summarise the run into :attr:`summary`, then log it once."""
         totals = self._totals
-        tokens = _tokens_seen(self.trainer, state) - self._tokens_start
+        tokens = tokens_seen(self.trainer) - self._tokens_start
         phases = {"generation": totals["generation"], "reward": totals["reward"]}
         rates = self._rates(totals["step"] or 1e-9, tokens, totals["generated"], phases)
         rates["total_step_time_s"] = rates.pop("step_time_s")
@@ -146,11 +148,6 @@ class ThroughputCallback(TrainerCallback):
         if mfu is not None:
             metrics["mfu"] = mfu
         return metrics
-
-
-def _tokens_seen(trainer: Any, state: TrainerState) -> int:
-    """TRL's global token counter: GRPO's ``state.num_input_tokens_seen`` or SFT's ``_total_train_tokens``."""
-    return int(max(state.num_input_tokens_seen or 0, getattr(trainer, "_total_train_tokens", 0) or 0))
 
 
 def peak_memory_bytes() -> int:

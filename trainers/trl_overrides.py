@@ -17,27 +17,121 @@
 - ``_generate`` and ``_calculate_rewards`` are timed into :attr:`RankRLGRPOTrainer.phase_seconds`, read by
   :class:`trainers.throughput.ThroughputCallback`.
 
+The other modules reach TRL trainers' internals only through the functions here: :func:`log_metric` and
+:func:`tokens_seen` (used by :mod:`trainers.throughput`; GRPO and SFT), :func:`render_prompt`,
+:func:`policy_for_generation` and :func:`vllm_sample` (used by :mod:`trainers.policy_sampler`).
+
 TRL internals relied on: ``_calculate_rewards(inputs, prompts, completions, completion_ids_list)`` calling
 each reward as ``fn(prompts=, completions=, completion_ids=, **columns)`` on the process's slice of the
 generation batch; ``_generate`` returning completion ids second; ``_get_train_sampler`` building a
-``RepeatSampler``; ``num_generations`` / ``num_generations_eval``; ``model.training`` telling the mode.
+``RepeatSampler``; ``num_generations`` / ``num_generations_eval``; ``model.training`` telling the mode; and
+those named in each function's docstring.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from accelerate.utils import gather_object
 from trl import GRPOTrainer
+from trl.data_utils import maybe_apply_chat_template
+from trl.models.utils import unwrap_model_for_generation
 from trl.trainer.utils import RepeatSampler
 
-from rewards.groups import reward_scope
-from trainers.policy_sampler import PolicySampler
+from rewards.groups import Generate, reward_scope
 
 TRAINER_KWARGS = ("trainer_state", "log_extra", "log_metric", "environments")
+VLLM_SETTINGS = {"temperature": "temperature", "top_p": "top_p", "max_new_tokens": "max_completion_length"}
+
+
+def log_metric(trainer: Any, mode: str, name: str, value: float) -> None:
+    """Add ``value`` to the metric ``name`` that a TRL trainer averages into its next log entry of ``mode``.
+
+    Relies on ``trainer._metrics[mode]`` (GRPOTrainer and SFTTrainer): a ``defaultdict(list)`` per mode
+    (``"train"`` / ``"eval"``) whose lists the trainer's ``log`` averages into the logged entry, then clears.
+    """
+    trainer._metrics[mode][name].append(value)
+
+
+def tokens_seen(trainer: Any) -> int:
+    """The tokens a TRL trainer has processed so far, over all processes: what it logs as ``num_tokens``.
+
+    Relies on GRPOTrainer adding every generation batch's prompt + completion tokens to
+    ``state.num_input_tokens_seen``, and on SFTTrainer counting attention-mask tokens in
+    ``trainer._total_train_tokens`` (which GRPOTrainer leaves at 0).
+    """
+    return int(max(trainer.state.num_input_tokens_seen or 0, trainer._total_train_tokens))
+
+
+def render_prompt(trainer: Any, prompt: Any) -> str:
+    """``prompt`` as GRPOTrainer renders it for generation (chat template with the generation prompt).
+
+    A conversation goes through the chat template, plain text stays as is. Relies on
+    ``trainer.chat_template_kwargs`` (GRPOTrainer's ``args.chat_template_kwargs or {}``), passed to the chat
+    template as TRL passes them (without tools, which rankrl does not use).
+    """
+    return maybe_apply_chat_template(
+        {"prompt": prompt}, trainer.processing_class, **trainer.chat_template_kwargs
+    )["prompt"]
+
+
+@contextmanager
+def policy_for_generation(trainer: Any) -> Iterator[Any]:
+    """The policy being trained, ready for HF ``generate``, entered as ``GRPOTrainer._generate`` enters it.
+
+    Relies on TRL's ``unwrap_model_for_generation`` (gathers ZeRO-3 parameters when
+    ``ds3_gather_for_generation``, pauses activation checkpointing), under ``torch.no_grad`` and
+    ``trainer._dist.summon_full_params(trainer.model_wrapped, recurse=False)`` (FSDP's full parameters).
+    Under ZeRO-3 and FSDP entering it is collective: every process must enter it the same number of times.
+    """
+    with (
+        unwrap_model_for_generation(
+            trainer.model_wrapped,
+            trainer.accelerator,
+            gather_deepspeed3_params=trainer.args.ds3_gather_for_generation,
+            gradient_checkpointing_kwargs=trainer.args.gradient_checkpointing_kwargs,
+        ) as model,
+        torch.no_grad(),
+        trainer._dist.summon_full_params(trainer.model_wrapped, recurse=False),
+    ):
+        yield model
+
+
+def vllm_sample(
+    trainer: Any,
+    prompt_ids: list[list[int]],
+    num_samples: int,
+    *,
+    temperature: float,
+    top_p: float,
+    max_new_tokens: int,
+) -> list[list[int]]:
+    """``num_samples`` completions (token ids) of each of ``prompt_ids``, in order, from TRL's vLLM engine.
+
+    The call's sampling settings replace the engine's own for the duration of the call.
+
+    Relies on ``trainer.vllm_generation`` (TRL's ``VLLMGeneration``, built when ``use_vllm``), whose
+    ``generate(prompts, images, num_generations)`` takes each prompt repeated ``num_generations`` times,
+    returns the completion ids second and reads ``temperature``, ``top_p`` and ``max_completion_length``
+    (:data:`VLLM_SETTINGS`) from the engine when called. The engine holds the policy's weights of this step:
+    GRPOTrainer syncs them before the step's own generation, which precedes the rewards that sample.
+    """
+    engine = trainer.vllm_generation
+    settings = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens}
+    saved = {attribute: getattr(engine, attribute) for attribute in VLLM_SETTINGS.values()}
+    for key, attribute in VLLM_SETTINGS.items():
+        setattr(engine, attribute, settings[key])
+    repeated = [ids for ids in prompt_ids for _ in range(num_samples)]
+    try:
+        _, completion_ids, _, _ = engine.generate(prompts=repeated, images=None, num_generations=num_samples)
+    finally:
+        for attribute, value in saved.items():
+            setattr(engine, attribute, value)
+    return completion_ids
 
 
 class EpochSeededRepeatSampler(RepeatSampler):
@@ -125,7 +219,7 @@ class GatheredReward:
 class GeneratorReward:
     """A ``uses_generator`` reward, called with ``generate`` bound to the policy sampler."""
 
-    def __init__(self, reward: Callable[..., list[float | None]], sampler: PolicySampler) -> None:
+    def __init__(self, reward: Callable[..., list[float | None]], sampler: Generate) -> None:
         self.reward, self.sampler = reward, sampler
         self.__name__ = reward.__name__
         self.reward_scope = reward_scope(reward)
@@ -148,6 +242,8 @@ class RankRLGRPOTrainer(GRPOTrainer):
         if isinstance(reward, torch.nn.Module):
             return reward
         if getattr(reward, "uses_generator", False):
+            from trainers.policy_sampler import PolicySampler  # it imports this module's generation helpers
+
             reward = GeneratorReward(reward, PolicySampler(self))
         return GatheredReward(reward, self) if reward_scope(reward) != "completion" else reward
 
