@@ -2,7 +2,9 @@
 
 QLoRA loads the model in 4 bits through bitsandbytes (its CPU path), trains LoRA adapters over the frozen
 quantized weights and saves the adapter; the export merges it into the full-precision base. The merged
-checkpoint must load with plain ``AutoModelForCausalLM`` and give the adapter model's logits.
+checkpoint must load with plain ``AutoModelForCausalLM`` and give the adapter model's logits. A LoRA stage
+that starts from another stage's adapter (SFT-LoRA then GRPO-LoRA) must keep the first delta: its export and
+``load_model`` give the logits of the whole chain.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import pytest
 import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
+from trl import ModelConfig
 
-from trainers import sft
+from trainers import grpo, sft
 from trainers.cli import main, stage_config_types
 from trainers.configs import apply_overrides, build_configs, read_yaml
 from trainers.export import export_merged
-from trainers.modeling import ModelLoadError
+from trainers.modeling import ModelLoadError, load_model
 from trainers.smoke import prepare_toy_workspace, smoke_overrides
 from trainers.tasks import get_task
 
@@ -38,6 +41,13 @@ def _train(workspace, output_dir: Path, **overrides) -> None:
     config = {**read_yaml(RECIPE), **smoke_overrides("sft", workspace, output_dir), **LORA, **overrides}
     config.update(eval_dataset=None, rich_progress=False)
     sft.main(*build_configs(apply_overrides(config, []), stage_config_types("sft"), "sft.yaml"))
+
+
+def _grpo(workspace, output_dir: Path, **overrides) -> grpo.RankRLGRPOTrainer:
+    recipe = read_yaml(RECIPE.with_name("grpo.yaml"))
+    config = {**recipe, **smoke_overrides("grpo", workspace, output_dir), **LORA, **overrides}
+    config.update(eval_dataset=None, rich_progress=False, rewards=["tests.recording_rewards:text_length"])
+    return grpo.main(*build_configs(apply_overrides(config, []), stage_config_types("grpo"), "grpo.yaml"))
 
 
 def _logits(model, ids: torch.Tensor) -> torch.Tensor:
@@ -82,13 +92,36 @@ def test_export_rejects_bad_input_in_one_line(workspace, tmp_path):
 
 
 def test_grpo_trains_a_qlora_adapter(workspace, tmp_path):
-    from trainers import grpo
-
-    recipe = read_yaml(RECIPE.with_name("grpo.yaml"))
-    config = {**recipe, **smoke_overrides("grpo", workspace, tmp_path), **LORA, "load_in_4bit": True}
-    config.update(eval_dataset=None, rich_progress=False, rewards=["tests.recording_rewards:text_length"])
-    trainer = grpo.main(*build_configs(apply_overrides(config, []), stage_config_types("grpo"), "grpo.yaml"))
+    trainer = _grpo(workspace, tmp_path, load_in_4bit=True)
     assert any("Linear4bit" in type(module).__name__ for module in trainer.model.modules())
     adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(workspace.model_dir), tmp_path)
     lora_b = [param for key, param in adapted.named_parameters() if "lora_B" in key]
     assert lora_b and any(param.abs().sum() > 0 for param in lora_b)
+
+
+def test_lora_on_a_lora_stage_keeps_the_whole_chain(workspace, tmp_path):
+    _train(workspace, tmp_path / "sft")
+    _grpo(workspace, tmp_path / "grpo", model_name_or_path=str(tmp_path / "sft"))
+    adapter_config = json.loads((tmp_path / "grpo" / "adapter_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"] == str((tmp_path / "grpo" / "base").resolve())
+    assert (tmp_path / "grpo" / "base" / "tokenizer_config.json").is_file()
+    base = AutoModelForCausalLM.from_pretrained(workspace.model_dir)
+    sft_merged = PeftModel.from_pretrained(base, tmp_path / "sft").merge_and_unload()
+    chain = PeftModel.from_pretrained(sft_merged, tmp_path / "grpo")
+    ids = torch.arange(3, 40).unsqueeze(0)
+    unmerged = _logits(chain, ids)
+    with chain.disable_adapter():
+        assert not torch.allclose(unmerged, _logits(chain, ids))  # the GRPO adapter was trained
+    expected = _logits(chain.merge_and_unload(), ids)  # the same function up to float rounding
+    assert (unmerged - expected).abs().max().item() < 1e-4
+    export_merged(tmp_path / "grpo", tmp_path / "merged", dtype="float32")
+    loaded = load_model(ModelConfig(model_name_or_path=str(tmp_path / "grpo"), dtype="float32"))
+    for model in (AutoModelForCausalLM.from_pretrained(tmp_path / "merged"), loaded):
+        diff = (_logits(model, ids) - expected).abs().max().item()
+        assert diff < 1e-5, diff
+
+
+def test_qlora_cannot_start_from_an_adapter_folder(workspace, tmp_path):
+    _train(workspace, tmp_path / "sft")
+    with pytest.raises(ModelLoadError, match="rankrl export"):
+        _train(workspace, tmp_path / "qlora", model_name_or_path=str(tmp_path / "sft"), load_in_4bit=True)

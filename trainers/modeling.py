@@ -1,7 +1,8 @@
 """Loading the policy and its tokenizer from ``model_name_or_path``: a Hub id or a local checkpoint.
 
 One path for everything: the tiny model of tests and ``--smoke`` runs, a full checkpoint and a PEFT
-adapter folder all load here, so what a test covers is what a user runs.
+adapter folder all load here, so what a test covers is what a user runs. A LoRA stage that starts from an
+adapter folder writes its starting weights next to its own adapter (:func:`save_merged_base`).
 """
 
 from __future__ import annotations
@@ -11,10 +12,18 @@ import os
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Trainer,
+)
 from trl import ModelConfig, get_quantization_config
 
 _LOCAL_PREFIXES = ("/", "./", "../", "~")
+_MERGED_FROM = "rankrl_merged_from"  # attribute naming the adapter folder a loaded model was merged from
+BASE_DIR = "base"  # where a LoRA stage started from an adapter folder saves its starting weights
 
 
 class ModelLoadError(OSError):
@@ -69,18 +78,59 @@ def load_model(model_args: ModelConfig) -> PreTrainedModel:
     """Causal LM from a Hub id, a checkpoint or a PEFT adapter folder (merged onto its base model).
 
     ``load_in_4bit`` / ``load_in_8bit`` load the weights quantized by bitsandbytes (QLoRA: TRL then trains
-    LoRA adapters over the frozen quantized model), so they need ``use_peft``.
+    LoRA adapters over the frozen quantized model), so they need ``use_peft``. They do not start from an
+    adapter folder: merging into 4-bit weights rounds the adapter away, so export it first.
     """
     path = check_model_path(model_args.model_name_or_path)
     dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
     kwargs = dict(revision=model_args.model_revision, dtype=dtype or "auto", **_quantization(model_args))
     if model_args.attn_implementation:
         kwargs["attn_implementation"] = model_args.attn_implementation
+    if _is_adapter(path) and "quantization_config" in kwargs:
+        raise ModelLoadError(
+            f"load_in_4bit / load_in_8bit cannot start from adapter folder {path!r}: "
+            "run `rankrl export` on it and set model_name_or_path to the merged folder"
+        )
     try:
         if _is_adapter(path):
             from peft import AutoPeftModelForCausalLM
 
-            return AutoPeftModelForCausalLM.from_pretrained(path, **kwargs).merge_and_unload()
+            model = AutoPeftModelForCausalLM.from_pretrained(path, **kwargs).merge_and_unload()
+            setattr(model, _MERGED_FROM, path)
+            return model
         return AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as error:
         raise ModelLoadError(f"model {path!r}: {str(error).splitlines()[0]}") from None
+
+
+def save_merged_base(trainer: Trainer, output_dir: str | Path) -> Path | None:
+    """Make a LoRA stage that started from an adapter folder self-contained: the ``base`` folder it wrote, or
+    None for any other stage (nothing to do).
+
+    :func:`load_model` merges a starting adapter (say SFT-LoRA) into its base, so a new adapter (GRPO-LoRA)
+    trains over the merged weights while PEFT records the original base in its ``adapter_config.json``:
+    loading or exporting it would drop the first delta. This saves the merged starting weights and the
+    tokenizer in ``OUTPUT_DIR/base`` and points the new adapter's ``base_model_name_or_path`` there, so
+    :func:`load_model`, ``rankrl export``, PEFT's ``AutoPeftModelForCausalLM`` and vLLM (serving ``base``
+    with the adapter) all see the whole chain, however long, and the output no longer needs the starting
+    folder. The starting weights are merged again from the adapter folder rather than read off the trained
+    model, which sharded or wrapped training may hold in pieces. The path is absolute because PEFT resolves
+    a relative one against the working directory: a moved output folder needs the path edited (or export it
+    before moving). Call it before ``trainer.save_model``; only the main process writes.
+    """
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    source = getattr(model.get_base_model(), _MERGED_FROM, None) if hasattr(model, "peft_config") else None
+    if source is None:
+        return None
+    base_dir = (Path(output_dir) / BASE_DIR).resolve()
+    for config in model.peft_config.values():
+        config.base_model_name_or_path = str(base_dir)
+    if trainer.args.should_save:
+        from peft import AutoPeftModelForCausalLM
+
+        dtype = model.get_base_model().config.dtype or "auto"
+        merged = AutoPeftModelForCausalLM.from_pretrained(source, dtype=dtype).merge_and_unload()
+        merged.save_pretrained(base_dir)
+        trainer.processing_class.save_pretrained(base_dir)
+    trainer.accelerator.wait_for_everyone()
+    return base_dir

@@ -24,7 +24,7 @@ from trainers.configs import (
 from trainers.data import load_dataset_file
 from trainers.evaluate import RankingEvalCallback, evaluate_rankings, evaluate_with_strategy
 from trainers.evaluation.config import load_strategy
-from trainers.modeling import load_model, load_tokenizer
+from trainers.modeling import load_model, load_tokenizer, save_merged_base
 from trainers.progress import progress_callbacks
 from trainers.tasks import get_task
 from trainers.throughput import ThroughputCallback
@@ -96,6 +96,7 @@ def train_and_save(trainer: Trainer, script_args: ScriptArguments, task: Any) ->
         logger.info("resuming from %s", checkpoint)
     result = trainer.train(resume_from_checkpoint=checkpoint)
     metrics = {**result.metrics, **throughput.summary}
+    save_merged_base(trainer, output_dir)
     trainer.save_model(output_dir)
     if eval_rows:
         model, tokenizer = trainer.model, trainer.processing_class
