@@ -60,19 +60,20 @@ def tiny_model(tmp_path_factory):
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny"), texts))
 
 
+ONE_CPU_STEP = dict(
+    max_steps=1,
+    per_device_train_batch_size=4,
+    use_cpu=True,
+    bf16=False,
+    report_to="none",
+    logging_steps=1,
+    save_strategy="no",
+)
+
+
 def _grpo_args(output_dir, **overrides) -> GRPOConfig:
     return GRPOConfig(
-        output_dir=str(output_dir),
-        max_steps=1,
-        per_device_train_batch_size=4,
-        num_generations=2,
-        max_completion_length=8,
-        use_cpu=True,
-        bf16=False,
-        report_to="none",
-        logging_steps=1,
-        save_strategy="no",
-        **overrides,
+        output_dir=str(output_dir), num_generations=2, max_completion_length=8, **ONE_CPU_STEP, **overrides
     )
 
 
@@ -101,16 +102,7 @@ def sft_trainer(tiny_model, tmp_path_factory):
         {"prompt": prompt, "completion": [{"role": "assistant", "content": "[1] > [2]"}]}
         for prompt in PROMPTS
     ]
-    args = SFTConfig(
-        output_dir=str(tmp_path_factory.mktemp("sft")),
-        max_steps=1,
-        per_device_train_batch_size=4,
-        use_cpu=True,
-        bf16=False,
-        report_to="none",
-        logging_steps=1,
-        save_strategy="no",
-    )
+    args = SFTConfig(output_dir=str(tmp_path_factory.mktemp("sft")), **ONE_CPU_STEP)
     trainer = SFTTrainer(model=tiny_model, args=args, train_dataset=Dataset.from_list(rows))
     trainer.add_callback(MetricProbe(trainer))
     trainer.train()
