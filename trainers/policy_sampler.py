@@ -49,7 +49,7 @@ class PolicySampler:
         ]
         settings = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens}
         if self.trainer.args.use_vllm:
-            flat = self._vllm(texts, num_samples, **settings)
+            flat = self._vllm(texts, num_samples, settings)
         else:
             flat = self._hf(texts, num_samples, **settings)
         return [flat[start : start + num_samples] for start in range(0, len(flat), num_samples)]
@@ -78,8 +78,8 @@ class PolicySampler:
                 outputs.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
         return outputs
 
-    def _vllm(self, texts: list[str], num_samples: int, **settings: Any) -> list[str]:
+    def _vllm(self, texts: list[str], num_samples: int, settings: dict[str, Any]) -> list[str]:
         tokenizer = self.trainer.processing_class
         prompt_ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
-        completion_ids = vllm_sample(self.trainer, prompt_ids, num_samples, **settings)
+        completion_ids = vllm_sample(self.trainer, prompt_ids, num_samples, settings)
         return tokenizer.batch_decode(completion_ids, skip_special_tokens=True)

@@ -31,7 +31,7 @@ those named in each function's docstring.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -102,17 +102,12 @@ def policy_for_generation(trainer: Any) -> Iterator[Any]:
 
 
 def vllm_sample(
-    trainer: Any,
-    prompt_ids: list[list[int]],
-    num_samples: int,
-    *,
-    temperature: float,
-    top_p: float,
-    max_new_tokens: int,
+    trainer: Any, prompt_ids: list[list[int]], num_samples: int, settings: Mapping[str, Any]
 ) -> list[list[int]]:
     """``num_samples`` completions (token ids) of each of ``prompt_ids``, in order, from TRL's vLLM engine.
 
-    The call's sampling settings replace the engine's own for the duration of the call.
+    ``settings`` (``temperature``, ``top_p``, ``max_new_tokens``) replace the engine's own for the duration
+    of the call.
 
     Relies on ``trainer.vllm_generation`` (TRL's ``VLLMGeneration``, built when ``use_vllm``), whose
     ``generate(prompts, images, num_generations)`` takes each prompt repeated ``num_generations`` times,
@@ -121,7 +116,6 @@ def vllm_sample(
     GRPOTrainer syncs them before the step's own generation, which precedes the rewards that sample.
     """
     engine = trainer.vllm_generation
-    settings = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens}
     saved = {attribute: getattr(engine, attribute) for attribute in VLLM_SETTINGS.values()}
     for key, attribute in VLLM_SETTINGS.items():
         setattr(engine, attribute, settings[key])
