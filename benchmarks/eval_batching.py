@@ -17,12 +17,12 @@ from pathlib import Path
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from data_synth.sources import read_corpus, read_trec
-from trainers.evaluation.backend import HFBackend, Sampling
-from trainers.evaluation.driver import QueryResult, rerank_rows
-from trainers.evaluation.listwise import SlidingWindow
-from trainers.evaluation.outputs import write_trec_run
-from trainers.evaluation.toy import build_toy_model, write_toy_benchmark
+from core.generation import HFBackend, Sampling
+from core.sources import read_corpus, read_trec
+from evaluation.outputs import write_trec_run
+from evaluation.toy import build_toy_model, write_toy_benchmark
+from tasks.sliding_window import SlidingWindow
+from tasks.strategy import QueryResult, rerank_rows
 
 
 def timed(label: str, rerank) -> tuple[list[QueryResult], float]:

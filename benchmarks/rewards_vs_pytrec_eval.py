@@ -7,7 +7,7 @@ judgements):
 
 1. pytrec_eval: ``RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.10"})`` construction, then
    ``evaluate(run)`` on the ``{qid: {docid: score}}`` run dict; each timed on its own line.
-2. rankrl, dict form, from the same run and qrels dicts: :func:`rewards.trec_io.rank_runs` (trec_eval's
+2. rankrl, dict form, from the same run and qrels dicts: :func:`core.trec.rank_runs` (trec_eval's
    order, top 10) then :func:`rewards.metrics.evaluate_batch` for both measures (one grade lookup), and,
    on a second line, then :func:`rewards.metrics.ndcg_at_k_batch` + :func:`rewards.metrics.recall_at_k_batch`.
 3. rankrl, array form, as a trainer calls it: :func:`rewards.metrics_array.ndcg_from_grades` and
@@ -42,6 +42,7 @@ import pytrec_eval
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.trec import rank_runs  # noqa: E402
 from rewards.metrics import (  # noqa: E402
     evaluate_batch,
     grade_matrix,
@@ -51,7 +52,6 @@ from rewards.metrics import (  # noqa: E402
     relevant_counts,
 )
 from rewards.metrics_array import ndcg_from_grades, recall_from_grades  # noqa: E402
-from rewards.trec_io import rank_runs  # noqa: E402
 
 K = 10
 MEASURES = {f"ndcg_cut.{K}", f"recall.{K}"}
@@ -125,11 +125,11 @@ def report(label: str, seconds: float, diff: float | None = None) -> None:
 
 def grpo_reward_share(steps: int, workdir: Path) -> dict[str, float]:
     """Run ``steps`` steps of the demo GRPO recipe on the tiny model; the throughput summary."""
+    from core.recipe import apply_overrides, read_yaml
+    from rankrl.smoke import prepare_toy_workspace, smoke_overrides
+    from tasks import get_task
     from trainers import grpo
-    from trainers.cli import stage_config_types
-    from trainers.configs import apply_overrides, build_configs, read_yaml
-    from trainers.smoke import prepare_toy_workspace, smoke_overrides
-    from trainers.tasks import get_task
+    from trainers.configs import build_stage_configs
 
     recipe = Path(__file__).resolve().parents[1] / "recipes" / "demo" / "grpo.yaml"
     config = read_yaml(recipe)
@@ -142,9 +142,7 @@ def grpo_reward_share(steps: int, workdir: Path) -> dict[str, float]:
     }
     overrides.update(num_generations=8, per_device_train_batch_size=16, max_completion_length=64)
     overrides.update(rich_progress=False, report_to="none")
-    trainer = grpo.main(
-        *build_configs(apply_overrides({**config, **overrides}, []), stage_config_types("grpo"), "grpo")
-    )
+    trainer = grpo.main(*build_stage_configs(apply_overrides({**config, **overrides}, []), "grpo"))
     callback = next(cb for cb in trainer.callback_handler.callbacks if hasattr(cb, "summary"))
     return callback.summary
 

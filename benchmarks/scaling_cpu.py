@@ -2,7 +2,7 @@
 
 What it measures, per stage (``--stages``, default SFT) and engine: a short run of the demo recipe
 (``recipes/demo/<stage>.yaml``) on the toy data and tiny model of ``--smoke`` runs, launched the way users
-launch it, ``python -m trainers.cli train RECIPE --launch CONFIG key=value ...``, with the 2-process launch
+launch it, ``python -m rankrl.cli train RECIPE --launch CONFIG key=value ...``, with the 2-process launch
 configs ``recipes/accelerate/cpu_ddp2.yaml`` and ``recipes/accelerate/cpu_zero2.yaml`` and copies of them
 with ``num_processes: 1``; ``OMP_NUM_THREADS=1``, so each process has one core. Per-device batch
 ``--batch-size`` (GRPO: completions) is the same in both, so 2 processes train twice the samples per step.
@@ -37,9 +37,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from trainers.configs import read_yaml  # noqa: E402
-from trainers.smoke import ToyWorkspace, prepare_toy_workspace  # noqa: E402
-from trainers.tasks import get_task  # noqa: E402
+from core.recipe import read_yaml  # noqa: E402
+from rankrl.smoke import ToyWorkspace, prepare_toy_workspace  # noqa: E402
+from tasks import get_task  # noqa: E402
 
 ENGINES = {"ddp": "cpu_ddp2", "zero2": "cpu_zero2"}
 CACHE_HOME = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
@@ -83,7 +83,7 @@ def train(stage: str, launch: Path, words: list[str]) -> str:
     """Run ``rankrl train`` with ``--launch launch`` in a subprocess; its output, or exit with the tail."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     env.setdefault("TORCH_EXTENSIONS_DIR", str(CACHE_HOME / "rankrl" / "torch_extensions"))
-    command = [sys.executable, "-m", "trainers.cli", "train", f"recipes/demo/{stage}.yaml"]
+    command = [sys.executable, "-m", "rankrl.cli", "train", f"recipes/demo/{stage}.yaml"]
     command += ["--launch", str(launch), *words]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     output = done.stdout + done.stderr

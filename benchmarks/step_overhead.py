@@ -1,7 +1,7 @@
 """Benchmark: the per-step time of rankrl's GRPO and SFT paths against plain TRL trainers, same run.
 
 What it measures, per stage (``--stages``, default both), on the demo recipe (``recipes/demo/<stage>.yaml``)
-with the toy data and tiny model of ``--smoke`` runs (:mod:`trainers.smoke`), on CPU in fp32:
+with the toy data and tiny model of ``--smoke`` runs (:mod:`rankrl.smoke`), on CPU in fp32:
 
 - rankrl: ``trainers.<stage>.main``, unchanged: GRPO through
   :class:`trainers.trl_overrides.RankRLGRPOTrainer` (epoch-seeded sampler, reward protocol, phase timers),
@@ -44,12 +44,12 @@ from trl import GRPOTrainer, SFTTrainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.recipe import apply_overrides, read_yaml  # noqa: E402
+from rankrl.smoke import ToyWorkspace, prepare_toy_workspace, smoke_overrides  # noqa: E402
 from rewards import resolve_rewards  # noqa: E402
-from trainers.cli import STAGES, stage_config_types  # noqa: E402
-from trainers.configs import apply_overrides, build_configs, read_yaml  # noqa: E402
+from tasks import get_task  # noqa: E402
+from trainers.configs import STAGES, build_stage_configs  # noqa: E402
 from trainers.pipeline import policy, setup  # noqa: E402
-from trainers.smoke import ToyWorkspace, prepare_toy_workspace, smoke_overrides  # noqa: E402
-from trainers.tasks import get_task  # noqa: E402
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "demo"
 TARGET = 1.05
@@ -105,12 +105,12 @@ def run_rankrl(stage: str, config: dict, timer: StepTimer) -> None:
         return train_and_save(trainer, *rest)
 
     with mock.patch.object(module, "train_and_save", timed):
-        module.main(*build_configs(config, stage_config_types(stage), f"{stage}.yaml"))
+        module.main(*build_stage_configs(config, f"{stage}.yaml"))
 
 
 def run_trl(stage: str, config: dict, timer: StepTimer) -> None:
     """Train the plain TRL trainer of ``stage`` built from the same configs, model, data and rewards."""
-    script_args, training_args, model_args = build_configs(config, stage_config_types(stage), f"{stage}.yaml")
+    script_args, training_args, model_args = build_stage_configs(config, f"{stage}.yaml")
     task, rows = setup(script_args, training_args)
     common = {"args": training_args, "callbacks": [timer], **policy(model_args)}
     if stage == "grpo":

@@ -2,8 +2,8 @@
 
 Every response is one JSON line keyed by ``(example id, teacher id, prompt hash, sample index)``; a line is
 written, flushed and ``fsync``-ed before the pipeline looks at the response, so nothing paid for is lost. On
-open, the lines are read back by :func:`trainers.jsonl_log.read_log`: a write cut short by a crash is cut off
-and its request simply made again; any other bad line is a one-line :class:`trainers.data.DataError`. A lock
+open, the lines are read back by :func:`core.jsonl_log.read_log`: a write cut short by a crash is cut off
+and its request simply made again; any other bad line is a one-line :class:`core.data.DataError`. A lock
 (``fcntl.flock``) keeps two runs from appending to one cache at once.
 
 Hand-written: ``diskcache`` / ``sqlite3`` would also survive crashes, but a JSONL file is what a user can
@@ -20,8 +20,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from trainers.data import DataError
-from trainers.jsonl_log import read_log
+from core.data import DataError
+from core.jsonl_log import read_log
 
 RECORD_FIELDS = ("key", "example_id", "teacher_id", "prompt_hash", "sample_index", "text")
 

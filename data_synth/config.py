@@ -1,7 +1,7 @@
 """The synthesis recipe: one flat YAML mapping onto :class:`SynthConfig`, every field with its ``help``.
 
 Recipes are read with the training recipes' helpers (:mod:`trainers.configs`): YAML 1.2 booleans,
-``key=value`` overrides, and a one-line :class:`trainers.configs.RecipeError` for an unknown key (with a
+``key=value`` overrides, and a one-line :class:`core.recipe.RecipeError` for an unknown key (with a
 "did you mean") or a value of the wrong type, before any data is read or teacher called.
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.recipe import apply_overrides, build_configs, described, read_yaml
 from data_synth.tasks import TASKS, TaskOptions
-from trainers.configs import apply_overrides, build_configs, described, read_yaml
 
 TEACHERS = ("openai", "hf")
 INPUTS = ("beir", "trec_run", "rankllm", "dataset", "toy_queries")

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from data_synth.sources import Corpus, doc_text
-from trainers.data import DataError
-from trainers.modeling import ModelLoadError
+from core.data import DataError
+from core.models import ModelLoadError
+from core.sources import Corpus, doc_text
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

@@ -21,9 +21,9 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from core.data import labels_to_qrels
 from rewards.answers import answers_match, final_answer
 from rewards.metrics import ndcg_at_k
-from trainers.data import labels_to_qrels
 
 
 @dataclass

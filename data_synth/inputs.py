@@ -1,9 +1,9 @@
 """The rows a synthesis run starts from: read (and for BEIR, mined by BM25 or a dense model), trimmed and
 decontaminated.
 
-Each input kind goes through the project's readers (:mod:`data_synth.sources`, :mod:`data_synth.mining`,
-:func:`trainers.data.load_dataset_file`, :mod:`data_synth.toy`), so bad input is the same one-line
-:class:`trainers.data.DataError` everywhere. Besides the rows, :func:`load_rows` returns plain-text lines
+Each input kind goes through the project's readers (:mod:`core.sources`, :mod:`data_synth.mining`,
+:func:`core.data.load_dataset_file`, :mod:`tasks.toy`), so bad input is the same one-line
+:class:`core.data.DataError` everywhere. Besides the rows, :func:`load_rows` returns plain-text lines
 describing the sources, for the dataset card.
 """
 
@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from core.data import DataError, load_dataset_file
+from core.sources import Corpus, read_beir, read_corpus, read_queries, read_rankllm_requests, read_trec
 from data_synth.config import SynthConfig
 from data_synth.filters import DecontaminationReport, decontaminate
 from data_synth.mining import BM25Index, Retriever, mine_candidates
-from data_synth.sources import Corpus, read_beir, read_corpus, read_queries, read_rankllm_requests, read_trec
-from data_synth.toy import make_toy_splits
-from trainers.data import DataError, load_dataset_file
+from tasks.toy import make_toy_splits
 
 
 @dataclass
@@ -84,7 +84,7 @@ def _raw_rows(config: SynthConfig) -> tuple[list[dict], list[str]]:
         rows = load_dataset_file(config.dataset, kind=kind, split=config.dataset_split).to_list()
         return rows, [f"{kind} dataset `{config.dataset}` (split {config.dataset_split})"]
     rows, _ = make_toy_splits(config.toy_queries, 0, seed=config.seed)
-    return rows, [f"{config.toy_queries} toy queries (data_synth.toy, seed {config.seed})"]
+    return rows, [f"{config.toy_queries} toy queries (tasks.toy, seed {config.seed})"]
 
 
 def load_rows(config: SynthConfig) -> Inputs:

@@ -25,8 +25,8 @@ from typing import Protocol
 
 import bm25s
 
-from data_synth.sources import Corpus, Qrels, Queries, doc_text, ranking_row
-from trainers.data import DataError
+from core.data import DataError
+from core.sources import Corpus, Qrels, Queries, doc_text, ranking_row
 
 TOKEN_PATTERN = r"(?u)\b\w+\b"
 Stemmer = Callable[[list[str]], list[str]]

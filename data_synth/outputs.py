@@ -1,7 +1,7 @@
 """Writing the synthesized SFT and RL datasets: ``OUTPUT_DIR/{sft,rl}/train.parquet`` plus a README.md card.
 
 Datasets are ``datasets.Dataset`` tables written as Parquet, loadable with ``load_dataset("parquet", ...)``,
-by ``trainers.data.load_dataset_file`` and from the Hub, where the card's ``configs`` header points at the
+by ``core.data.load_dataset_file`` and from the Hub, where the card's ``configs`` header points at the
 file. Everything in a card is computed from the inputs, the recipe and the cached responses, never from
 this run's clock or retries, so a resumed run writes the same bytes as an uninterrupted one. The card names
 the teacher's model, URL (without credentials) and sampling, never the API key or the variable's value.

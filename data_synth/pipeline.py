@@ -17,6 +17,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from core.data import DataError
 from data_synth.agreement import consensus_index, majority_vote
 from data_synth.cache import ResponseCache, cache_key, prompt_hash
 from data_synth.config import SynthConfig, load_config
@@ -38,7 +39,6 @@ from data_synth.teachers import (
     TokenBudget,
     teacher_id,
 )
-from trainers.data import DataError
 
 
 @dataclass
@@ -82,7 +82,7 @@ def make_plan(config: SynthConfig, task: SynthTask, teacher_name: str) -> Plan:
 
 def tiny_teacher_path(config: SynthConfig, units: list[Unit]) -> Path:
     """Build (once, deterministically) a tiny offline model trained on these prompts, for the demo."""
-    from trainers.tiny import build_tiny_model
+    from core.tiny import build_tiny_model
 
     folder = Path(config.output_dir) / "tiny-teacher"
     if not (folder / "config.json").is_file():

@@ -29,10 +29,10 @@ from data_synth.agreement import mean_scores
 from data_synth.filters import FilterStats, self_consistency_filter
 from rewards.answers import normalize_answer
 from rewards.listwise import read_listwise_answer
-from rewards.parsers import parse_setwise_label, parse_think_answer
-from rewards.parsers_scores import parse_group_scores, parse_int_answer, parse_score_tag
-from trainers.tasks import prompts
-from trainers.tasks.listwise import ListwiseTask
+from tasks import prompts
+from tasks.listwise import ListwiseTask
+from tasks.parsers import parse_setwise_label, parse_think_answer
+from tasks.parsers_scores import parse_group_scores, parse_int_answer, parse_score_tag
 
 
 @dataclass(frozen=True)

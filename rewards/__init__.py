@@ -8,8 +8,8 @@ recipes refer to them by name through :func:`get_reward` / :func:`resolve_reward
 
 - :mod:`rewards.metrics`: trec_eval-exact nDCG@k, Recall@k, P@k, MRR, MAP from rankings and qrels dicts,
   and RBO / average overlap; :mod:`rewards.metrics_array`: the same on (queries x candidates) grade arrays.
-- :mod:`rewards.trec_io`: TREC qrels and run readers, score ranking with trec_eval's tie order.
-- :mod:`rewards.parsers`, :mod:`rewards.parsers_scores`: never-raising parsers of model output.
+- :mod:`core.trec`: TREC qrels and run readers, score ranking with trec_eval's tie order.
+- :mod:`tasks.parsers`, :mod:`tasks.parsers_scores`: never-raising parsers of model output.
 - :mod:`rewards.registry`: name -> reward function, with factory arguments; :mod:`rewards.groups`: the
   group-aware protocol (scopes, ``group_ids``, the injected policy sampler).
 - :mod:`rewards.listwise`: ReasonRank-style listwise rewards.

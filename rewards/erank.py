@@ -1,7 +1,7 @@
 """ERank's pointwise rewards (arXiv 2509.00520 §3.2-3.3, App. I), ERank-like.
 
 Each completion scores one (query, document) prompt with ``<think>...</think><answer>N</answer>``, N in
-0..10 (:func:`rewards.parsers_scores.parse_int_answer`). Dataset columns, one entry per completion:
+0..10 (:func:`tasks.parsers_scores.parse_int_answer`). Dataset columns, one entry per completion:
 ``query_id``, ``is_positive`` (bool or 0/1) and ``ref_score`` (t, the frozen SFT model's score of the
 document; needed only where a formula uses it).
 
@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 
 from rewards.listwise import _column, completion_text
-from rewards.parsers_scores import parse_int_answer
 from rewards.pointwise import _flag
 from rewards.registry import register_reward
+from tasks.parsers_scores import parse_int_answer
 
 POSITIVE_FORMS = ("reciprocal", "ndcg")
 

@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from core.trec import rank_by_score
 from rewards.listwise import _column, _doc_ids, _merge, _qrels_column, completion_text, log_components
 from rewards.metrics import ndcg_at_k_batch, recall_at_k_batch
-from rewards.parsers_scores import parse_group_scores
 from rewards.registry import register_reward
-from rewards.trec_io import rank_by_score
+from tasks.parsers_scores import parse_group_scores
 
 NORMALIZERS = ("sum", "softmax")
 TIE_BREAKS = ("trec_eval", "prompt")
@@ -76,7 +76,7 @@ def rank_by_scores(
     doc_ids: Sequence[str], scores: Sequence[float], tie_break: str = "trec_eval"
 ) -> list[str]:
     """Doc ids by score, best first; ties by doc id descending (``trec_eval``, as trec_eval orders a run,
-    see :func:`rewards.trec_io.rank_by_score`) or in the given order (``prompt``, GroupRank's stable sort).
+    see :func:`core.trec.rank_by_score`) or in the given order (``prompt``, GroupRank's stable sort).
     """
     if tie_break == "trec_eval":
         return rank_by_score(dict(zip(doc_ids, scores, strict=True)))
@@ -106,7 +106,7 @@ def grouprank_reward(
 
     R = ``bad_tags`` (-0.5) when the ``<reason>``/``<answer>`` tags are wrong, ``bad_json`` (-0.1) when the
     tags are right but the JSON is not a valid {label: number} object (see
-    :func:`rewards.parsers_scores.parse_group_scores`), else
+    :func:`tasks.parsers_scores.parse_group_scores`), else
 
         R_G = nDCG@k + gamma · Recall@k + eps · (1 − JS(P‖Q)),
 

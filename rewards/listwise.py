@@ -10,7 +10,7 @@ entry per completion:
 
 Each completion first passes two gates, shared by all rewards here: the output format (ReasonRank's
 ``<think>...</think> <answer>...</answer>``, else ``format_fail``) and the answer (a valid permutation of the
-candidates in ``mode``, see :func:`rewards.parsers.parse_permutation`, else ``answer_fail``). Rewards are
+candidates in ``mode``, see :func:`tasks.parsers.parse_permutation`, else ``answer_fail``). Rewards are
 finite floats for any completion text; a malformed dataset row raises ValueError.
 """
 
@@ -29,8 +29,8 @@ from rewards.metrics import (
     rbo,
     recall_at_k_batch,
 )
-from rewards.parsers import MODES, Permutation, parse_permutation, parse_think_answer
 from rewards.registry import register_reward
+from tasks.parsers import MODES, Permutation, parse_permutation, parse_think_answer
 
 
 @register_reward("reasonrank")

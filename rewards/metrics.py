@@ -4,8 +4,8 @@ Conventions (those of trec_eval / pytrec_eval):
 
 - A ranking is a sequence of doc ids, best first. It is taken as already ordered: no scores are involved
   here, so ties cannot occur. Scored documents are ordered the trec_eval way (score rounded to float32
-  descending, then doc id descending) by :func:`rewards.trec_io.rank_by_score` /
-  :func:`rewards.trec_io.rank_runs`. A doc id repeated in a ranking counts once, at its first rank (later
+  descending, then doc id descending) by :func:`core.trec.rank_by_score` /
+  :func:`core.trec.rank_runs`. A doc id repeated in a ranking counts once, at its first rank (later
   ones are dropped and the ranks close up). Equal grades need no rule: no value depends on their order.
 - ``qrels`` maps doc id -> integer grade. Unjudged documents have grade 0 and negative grades count as 0.
   The binary metrics count grade >= ``threshold`` as relevant (trec_eval ``-l``; TREC DL uses 2).

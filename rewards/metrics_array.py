@@ -8,8 +8,8 @@ trainer that holds each candidate's grade can build ``grades`` by fancy indexing
 permutations, ``labels[np.arange(Q)[:, None], perms]``, and score a batch without a dict lookup.
 
 Ties: the order of the columns *is* the ranking, so no ties exist at this level. Documents with equal
-scores must be ordered before their grades reach these functions; :func:`rewards.trec_io.rank_by_score` and
-:func:`rewards.trec_io.rank_runs` do it as trec_eval does (score rounded to float32 descending, then doc id
+scores must be ordered before their grades reach these functions; :func:`core.trec.rank_by_score` and
+:func:`core.trec.rank_runs` do it as trec_eval does (score rounded to float32 descending, then doc id
 descending). Equal grades in the ideal ordering need no rule, since swapping them changes no value. Sums
 run left to right (:func:`sequential_sum`), so values match pytrec_eval's bit for bit in practice and a
 query's value does not depend on the batch it is scored in.

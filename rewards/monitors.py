@@ -11,8 +11,8 @@ are logged by TRL itself for every reward function, so monitors do not repeat th
 
 - ``monitor/invalid_rate`` and ``monitor/invalid/<reason>``: the share of completions rejected, overall and
   per named reason: first the think/answer format (:data:`FORMAT_REASONS`, from
-  :func:`rewards.parsers.parse_think_answer`), then the permutation (:data:`PERMUTATION_REASONS`, from
-  :func:`rewards.parsers.parse_permutation`). Every reason is logged, 0.0 included, so curves are continuous.
+  :func:`tasks.parsers.parse_think_answer`), then the permutation (:data:`PERMUTATION_REASONS`, from
+  :func:`tasks.parsers.parse_permutation`). Every reason is logged, 0.0 included, so curves are continuous.
 - ``monitor/identity_rate``: the share of completions whose (completed) order is the input order 1..n with
   n >= 2; in ``partial`` mode an answer listing only a prefix in input order counts too, as its completion
   copies the input order.
@@ -34,8 +34,8 @@ import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
 from rewards.listwise import _column, _doc_ids, read_listwise_answer
-from rewards.parsers import MODES
 from rewards.registry import register_reward
+from tasks.parsers import MODES
 
 FORMAT_REASONS = ("missing_think", "unclosed_think", "missing_answer", "unclosed_answer")
 PERMUTATION_REASONS = ("empty", "not_an_id_list", "out_of_range", "duplicate_id", "wrong_count")

@@ -1,7 +1,7 @@
 """Pointwise rubric-score rewards (Retro*, arXiv 2509.24869 §3.2.2) for TRL's GRPO trainer.
 
 Each completion scores one (query, document) pair and ends with ``<score>N</score>``, N in 0..100, parsed by
-:func:`rewards.parsers_scores.parse_score_tag`. The rewards compare completions with each other:
+:func:`tasks.parsers_scores.parse_score_tag`. The rewards compare completions with each other:
 
 - ``retro_intra`` (scope ``group``) compares the G completions of one prompt, grouped by the ``group_ids``
   column of the group-aware protocol (:mod:`rewards.groups`).
@@ -22,8 +22,8 @@ import numpy as np
 
 from rewards.groups import group_rows
 from rewards.listwise import _column, completion_text
-from rewards.parsers_scores import parse_score_tag
 from rewards.registry import register_reward
+from tasks.parsers_scores import parse_score_tag
 
 TIES = ("first", "all")
 UNPAIRED = ("error", "none")

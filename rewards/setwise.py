@@ -15,8 +15,8 @@ import re
 from typing import Any
 
 from rewards.listwise import _column, completion_text
-from rewards.parsers import parse_setwise_label
 from rewards.registry import register_reward
+from tasks.parsers import parse_setwise_label
 
 _GOLD_LABEL = re.compile(r"\[([1-9][0-9]{0,8})\]")
 

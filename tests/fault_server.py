@@ -5,8 +5,8 @@ thread. ``POST /v1/chat/completions`` answers with the next queued fault, if any
 ``429`` or ``500`` (with ``Retry-After: 0``), ``hang`` (sleeps ``hang_s``, past the client's timeout, then
 answers), ``malformed`` (a 200 whose JSON body is cut short) or ``empty`` (a 200 without choices);
 otherwise, after ``latency_s``, a normal completion written by ``answer(messages, seed)``. The default
-answerer, :func:`toy_answer`, reads the task prompts of :mod:`trainers.tasks.prompts` and judges passages
-by how many query words they contain, which on :mod:`data_synth.toy` data is exactly the relevance grade.
+answerer, :func:`toy_answer`, reads the task prompts of :mod:`tasks.prompts` and judges passages
+by how many query words they contain, which on :mod:`tasks.toy` data is exactly the relevance grade.
 Answers depend only on the prompt and the seed, so reruns agree.
 
 Hand-written because the tests need to control faults request by request; the only OpenAI-compatible
@@ -47,7 +47,7 @@ def _ranked(query: str, passages: list[str]) -> list[int]:
 
 
 def toy_answer(messages: list[dict[str, str]], seed: int) -> str:
-    """A well-formed teacher answer to any :mod:`trainers.tasks.prompts` prompt (see the module docstring)."""
+    """A well-formed teacher answer to any :mod:`tasks.prompts` prompt (see the module docstring)."""
     user = messages[-1]["content"]
     passages = [text for _, text in _LISTED.findall(user)]
     if "Rank the passages based on their relevance" in user:

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from transformers import AutoConfig, AutoModelForCausalLM
 
+from rankrl.cli import main
 from rewards import available_rewards
-from trainers.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGED_RECIPES = sorted(
@@ -99,7 +99,7 @@ def test_train_recipe_help_lists_every_key_of_its_stage_with_its_help(capsys, re
     assert "ModelConfig keys:" in out and stage_key in out and "--ranking_eval_config" in out
     assert "--learning_rate" in out and "The initial learning rate for AdamW" in out
     assert "--task TASK" in out and "Task that builds prompts and parses answers" in out
-    assert "resume_from_checkpoint: ignored by rankrl" in out
+    assert "resume_from_checkpoint is ignored by rankrl" in out
 
 
 def test_train_help_with_a_missing_recipe_is_one_line(capsys):

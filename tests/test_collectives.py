@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from rankrl.smoke import prepare_toy_workspace, smoke_overrides
+from tasks import get_task
 from tests.test_multiprocess import EXTENSIONS_DIR, _env, _yaml
 from trainers.collectives import describe_collective_failure
-from trainers.smoke import prepare_toy_workspace, smoke_overrides
-from trainers.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
 GLOO_TIMEOUT = (
@@ -62,7 +62,7 @@ def test_a_stalled_rank_ends_the_run_with_one_line_naming_rank_zero(tmp_path):
     workspace = prepare_toy_workspace(tmp_path / "toy", task, num_train=16, num_heldout=4)
     values = {**smoke_overrides("grpo", workspace, tmp_path / "out"), "eval_dataset": None, "ddp_timeout": 5}
     values.update(per_device_train_batch_size=2, max_completion_length=8, rich_progress=False)
-    command = [sys.executable, "-m", "trainers.cli", "train", "recipes/demo/grpo.yaml"]
+    command = [sys.executable, "-m", "rankrl.cli", "train", "recipes/demo/grpo.yaml"]
     command += ["--launch", "recipes/accelerate/cpu_ddp2.yaml"]
     command += [f"{key}={_yaml(value)}" for key, value in values.items()]
     command += ["rewards=[tests.recording_rewards:stall_on_rank_one]"]

@@ -11,15 +11,8 @@ import pytest
 import torch
 from trl import GRPOConfig, ModelConfig, SFTConfig
 
-from trainers.cli import STAGES, stage_config_types
-from trainers.configs import (
-    IGNORED_KEYS,
-    RecipeError,
-    ScriptArguments,
-    apply_overrides,
-    build_configs,
-    read_yaml,
-)
+from core.recipe import RecipeError, apply_overrides, build_configs, read_yaml
+from trainers.configs import IGNORED_KEYS, STAGES, ScriptArguments, build_stage_configs, stage_config_types
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGED_RECIPES = sorted(
@@ -37,7 +30,7 @@ def _recipe(tmp_path: Path, text: str, name: str = "recipe.yaml") -> Path:
 
 def _build(path: Path, *overrides: str) -> tuple:
     config = apply_overrides(read_yaml(path), overrides)
-    return build_configs(config, stage_config_types(str(config.get("stage", "sft"))), str(path))
+    return build_stage_configs(config, str(path))
 
 
 def _one_line_error(path: Path, *overrides: str) -> str:
@@ -184,7 +177,7 @@ def test_every_staged_recipe_builds_its_configs(recipe, monkeypatch):
     if not torch.cuda.is_available():
         # TrainingArguments refuses bf16 without a GPU; keys and types are what this test checks.
         config.update(bf16=False, use_cpu=True)
-    script, training, model = build_configs(config, stage_config_types(config["stage"]), recipe)
+    script, training, model = build_stage_configs(config, recipe)
     assert script.stage == config["stage"]
     assert isinstance(training, GRPOConfig if config["stage"] == "grpo" else SFTConfig)
     assert model.model_name_or_path == config.get("model_name_or_path")
@@ -195,7 +188,7 @@ def test_every_staged_recipe_builds_its_configs(recipe, monkeypatch):
 def test_generation_backend_replaces_use_vllm(tmp_path, monkeypatch):
     from trainers import grpo
 
-    with pytest.raises(RecipeError, match="key 'use_vllm': set generation_backend"):
+    with pytest.raises(RecipeError, match="key 'use_vllm' is set by rankrl: set generation_backend"):
         _build(_recipe(tmp_path, "stage: grpo\nuse_vllm: true\n"))
     monkeypatch.setattr(grpo.torch.cuda, "is_available", lambda: False)
     assert grpo.uses_vllm("auto") is False and grpo.uses_vllm("hf") is False

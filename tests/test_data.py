@@ -1,4 +1,4 @@
-"""Tests for trainers.data: loading every supported source, one-line validation errors, casting, writing."""
+"""Tests for core.data: loading every supported source, one-line validation errors, casting, writing."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from datasets import Dataset, DatasetDict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trainers.data import (
+from core.data import (
     RANKING_FEATURES,
     REASONING_FEATURES,
     DataError,
@@ -210,7 +210,7 @@ def test_hub_id_goes_to_load_dataset_and_is_validated(monkeypatch: pytest.Monkey
 
 def test_unknown_columns_are_dropped_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = _write_jsonl(tmp_path / "train.jsonl", [_row(source="bm25")])
-    with caplog.at_level(logging.WARNING, logger="trainers.data"):
+    with caplog.at_level(logging.WARNING, logger="core.data"):
         ds = load_dataset_file(path)
     assert ds.column_names == list(RANKING_FEATURES)
     assert "ignoring unknown columns source" in caplog.text

@@ -17,15 +17,8 @@ from pathlib import Path
 import pytest
 import pytrec_eval
 
-from data_synth.filters import (
-    answers_match,
-    decontaminate,
-    final_answer,
-    self_consistency_filter,
-    verify_answers,
-)
-from data_synth.mining import BM25Index, mine_candidates, mix_positives
-from data_synth.sources import (
+from core.data import DataError, labels_to_qrels, load_dataset_file, write_dataset
+from core.sources import (
     read_beir,
     read_corpus,
     read_qrels_file,
@@ -34,9 +27,16 @@ from data_synth.sources import (
     read_run_file,
     read_trec,
 )
+from core.trec import rank_by_score
+from data_synth.filters import (
+    answers_match,
+    decontaminate,
+    final_answer,
+    self_consistency_filter,
+    verify_answers,
+)
+from data_synth.mining import BM25Index, mine_candidates, mix_positives
 from rewards.metrics import evaluate_batch, ndcg_at_k
-from rewards.trec_io import rank_by_score
-from trainers.data import DataError, labels_to_qrels, load_dataset_file, write_dataset
 
 REAL = Path(__file__).resolve().parents[2] / "shared/data/real"
 SCIFACT, DL19 = REAL / "beir-scifact", REAL / "trec-dl19"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from transformers import AutoModelForCausalLM
 
-from trainers.demo import run_demo
+from rankrl.demo import run_demo
 
 
 def required_ndcg(random_order: float) -> float:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from trainers import doctor
-from trainers.cli import main
+from rankrl import doctor
+from rankrl.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_VERSION = doctor.package_version

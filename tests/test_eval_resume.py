@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from trainers.evaluation import EvalConfig, run_eval
-from trainers.evaluation.toy import build_toy_model, write_toy_benchmark
+from evaluation import EvalConfig, run_eval
+from evaluation.toy import build_toy_model, write_toy_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,7 +22,7 @@ def eval_command(bench, model, out) -> list[str]:
         f"model={model}", f"output_dir={out}", f"run={bench.run}", f"topics={bench.topics}",
         f"corpus={bench.corpus}", f"qrels={bench.qrels}", "max_new_tokens=24", "queries_per_batch=2",
     ]  # fmt: skip
-    return [sys.executable, "-m", "trainers.cli", "eval", *settings]
+    return [sys.executable, "-m", "rankrl.cli", "eval", *settings]
 
 
 def cached_queries(out: Path) -> int:

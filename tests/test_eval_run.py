@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import pytrec_eval
 
-from data_synth.sources import read_corpus, read_rankllm_requests, read_run_file, read_trec
-from trainers.cli import main
-from trainers.data import DataError
-from trainers.evaluation import EvalConfig, run_eval
-from trainers.evaluation.backend import FunctionBackend
-from trainers.evaluation.outputs import mean_metrics, per_query_metrics, write_trec_run
-from trainers.evaluation.toy import build_toy_model, write_toy_benchmark
+from core.data import DataError
+from core.generation import FunctionBackend
+from core.sources import read_corpus, read_rankllm_requests, read_run_file, read_trec
+from evaluation import EvalConfig, run_eval
+from evaluation.outputs import mean_metrics, per_query_metrics, write_trec_run
+from evaluation.toy import build_toy_model, write_toy_benchmark
+from rankrl.cli import main
 
 REAL = Path(__file__).resolve().parents[2] / "shared/data/real"
 MEASURES = {"ndcg_cut_1", "ndcg_cut_5", "ndcg_cut_10", "recall_10", "recall_100", "recip_rank", "map"}
@@ -229,10 +229,10 @@ def test_scifact_bm25_baseline_with_pointwise_ties_keeping_first_stage_order(tmp
 def test_in_training_evaluation_runs_the_same_strategy(bench, model):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from core.generation import Sampling
+    from tasks.listwise import ListwiseTask
+    from tasks.sliding_window import SlidingWindow
     from trainers.evaluate import RankingEvalCallback, evaluate_rankings
-    from trainers.evaluation.backend import Sampling
-    from trainers.evaluation.listwise import SlidingWindow
-    from trainers.tasks.listwise import ListwiseTask
 
     rows = read_trec(bench.topics, bench.qrels, bench.run, read_corpus(bench.corpus), depth=12)
     policy, tokenizer = AutoModelForCausalLM.from_pretrained(model), AutoTokenizer.from_pretrained(model)

@@ -1,4 +1,4 @@
-"""Strategies of trainers.evaluation without a model: window bookkeeping against hand-worked examples,
+"""Strategies of evaluation without a model: window bookkeeping against hand-worked examples,
 oracle backends, parse fallbacks, cross-query batching, fusion, significance and the cache."""
 
 from __future__ import annotations
@@ -11,17 +11,15 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from trainers.data import DataError
-from trainers.evaluation.backend import FunctionBackend, Generation, Sampling
-from trainers.evaluation.cache import QueryCache
-from trainers.evaluation.driver import QueryResult, rerank_rows
-from trainers.evaluation.fusion import fuse, normalize
-from trainers.evaluation.groupwise import Groupwise
-from trainers.evaluation.listwise import SlidingWindow, sliding_windows
-from trainers.evaluation.pointwise import Pointwise, erank_score, parse_stages, retro_score
-from trainers.evaluation.setwise import SetwiseHeapsort
-from trainers.evaluation.significance import paired_tests, randomization_p
-from trainers.tasks.prompts import (
+from core.data import DataError
+from core.generation import FunctionBackend, Generation, Sampling
+from evaluation.cache import QueryCache
+from evaluation.fusion import fuse, normalize
+from evaluation.significance import paired_tests, randomization_p
+from tasks.group_scoring import Groupwise
+from tasks.heapsort import SetwiseHeapsort
+from tasks.pointwise_scoring import Pointwise, erank_score, parse_stages, retro_score
+from tasks.prompts import (
     RETRO_USER,
     SETWISE_USER,
     erank_messages,
@@ -30,6 +28,8 @@ from trainers.tasks.prompts import (
     retro_messages,
     setwise_messages,
 )
+from tasks.sliding_window import SlidingWindow, sliding_windows
+from tasks.strategy import QueryResult, rerank_rows
 
 LINE = re.compile(r"^\[(\d+)\]\.? (\S+)", re.M)
 

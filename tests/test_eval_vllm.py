@@ -16,16 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from trainers.evaluation.toy import build_toy_model, write_toy_benchmark
-from trainers.tiny import TinyModelSpec
+from core.tiny import TinyModelSpec
+from evaluation.toy import build_toy_model, write_toy_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 VLLM_PYTHON = os.environ.get("RANKRL_VLLM_PYTHON")
 CHECK = """
 import json, sys
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from trainers.evaluation.backend import HFBackend, Sampling
-from trainers.evaluation.vllm_backend import VLLMBackend
+from core.generation import HFBackend, Sampling
+from evaluation.vllm_backend import VLLMBackend
 
 model = sys.argv[1]
 prompts = [

@@ -18,13 +18,14 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM
 from trl import ModelConfig
 
+from core.models import ModelLoadError, load_model
+from core.recipe import apply_overrides, read_yaml
+from rankrl.cli import main
+from rankrl.smoke import prepare_toy_workspace, smoke_overrides
+from tasks import get_task
 from trainers import grpo, sft
-from trainers.cli import main, stage_config_types
-from trainers.configs import apply_overrides, build_configs, read_yaml
+from trainers.configs import build_stage_configs
 from trainers.export import export_merged
-from trainers.modeling import ModelLoadError, load_model
-from trainers.smoke import prepare_toy_workspace, smoke_overrides
-from trainers.tasks import get_task
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "demo" / "sft.yaml"
 LORA = {"use_peft": True, "lora_r": 4, "lora_alpha": 8, "learning_rate": 1e-2, "max_steps": 3}
@@ -40,14 +41,14 @@ def workspace(tmp_path_factory):
 def _train(workspace, output_dir: Path, **overrides) -> None:
     config = {**read_yaml(RECIPE), **smoke_overrides("sft", workspace, output_dir), **LORA, **overrides}
     config.update(eval_dataset=None, rich_progress=False)
-    sft.main(*build_configs(apply_overrides(config, []), stage_config_types("sft"), "sft.yaml"))
+    sft.main(*build_stage_configs(apply_overrides(config, []), "sft.yaml"))
 
 
 def _grpo(workspace, output_dir: Path, **overrides) -> grpo.RankRLGRPOTrainer:
     recipe = read_yaml(RECIPE.with_name("grpo.yaml"))
     config = {**recipe, **smoke_overrides("grpo", workspace, output_dir), **LORA, **overrides}
     config.update(eval_dataset=None, rich_progress=False, rewards=["tests.recording_rewards:text_length"])
-    return grpo.main(*build_configs(apply_overrides(config, []), stage_config_types("grpo"), "grpo.yaml"))
+    return grpo.main(*build_stage_configs(apply_overrides(config, []), "grpo.yaml"))
 
 
 def _logits(model, ids: torch.Tensor) -> torch.Tensor:

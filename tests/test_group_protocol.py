@@ -20,18 +20,18 @@ import torch
 from datasets import Dataset
 from trl import GRPOConfig, ModelConfig
 
+from core.models import load_tokenizer
+from core.recipe import apply_overrides, read_yaml
+from rankrl.smoke import prepare_toy_workspace
 from rewards import get_reward
 from rewards.consensus import group_consensus_reward
 from rewards.groups import consecutive_group_ids
+from tasks import get_task
 from tests.recording_rewards import as_answers, length_rank
 from tests.test_multiprocess import EXTENSIONS_DIR, _env, _train, _yaml
 from trainers import grpo
-from trainers.cli import stage_config_types
-from trainers.configs import apply_overrides, build_configs, read_yaml
-from trainers.modeling import load_tokenizer
+from trainers.configs import build_stage_configs
 from trainers.policy_sampler import PolicySampler
-from trainers.smoke import prepare_toy_workspace
-from trainers.tasks import get_task
 from trainers.trl_overrides import QueryGroupedRepeatSampler, RankRLGRPOTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,7 +103,7 @@ def _check_batch(entry: dict) -> list[float]:
 def test_single_process_groups_and_queries(workspace, tmp_path, monkeypatch):
     monkeypatch.setenv("RANKRL_RECORD_DIR", str(tmp_path))
     config = apply_overrides({**read_yaml(RECIPE), **_overrides(workspace, tmp_path / "out", 6)}, [])
-    trainer = grpo.main(*build_configs(config, stage_config_types("grpo"), "grpo.yaml"))
+    trainer = grpo.main(*build_stage_configs(config, "grpo.yaml"))
     assert isinstance(trainer._get_train_sampler(), QueryGroupedRepeatSampler)
     entries = _records(tmp_path)["rank0"]
     assert len(entries) == 4  # two rewards x two steps

@@ -1,4 +1,4 @@
-"""Tests for launch-config validation (``trainers.launch``), the shipped configs, ``rankrl train``'s use of
+"""Tests for launch-config validation (``rankrl.launch``), the shipped configs, ``rankrl train``'s use of
 the validation, and the Slurm script's commands (with stub ``scontrol``/``srun``/``accelerate``/``trl``)."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from trainers import cli
-from trainers.configs import RecipeError
-from trainers.launch import Devices, read_launch_config, validate_launch
-from trainers.launch import main as launch_main
+from core.recipe import RecipeError
+from rankrl import cli
+from rankrl.launch import Devices, read_launch_config, validate_launch
+from rankrl.launch import main as launch_main
 
 ROOT = Path(__file__).resolve().parents[1]
 GPU8, GPU2, CPU = Devices(cuda=8, cpus=64), Devices(cuda=2, cpus=16), Devices(cuda=0, cpus=2)
@@ -233,8 +233,7 @@ def stub_train(monkeypatch):
     calls: dict[str, list] = {"main": [], "launch": []}
     stage = type("Stage", (), {"main": staticmethod(lambda *configs: calls["main"].append(configs))})
     monkeypatch.setattr(cli, "_stage_module", lambda name, source: stage)
-    monkeypatch.setattr(cli, "stage_config_types", lambda name: ())
-    monkeypatch.setattr("trainers.configs.build_configs", lambda config, types, source: (config,))
+    monkeypatch.setattr("trainers.configs.build_stage_configs", lambda config, source: (config,))
     monkeypatch.setattr(cli, "_smoke_overrides", lambda recipe, config, name: {})
     monkeypatch.setattr(cli.subprocess, "call", lambda command: calls["launch"].append(command) or 0)
     monkeypatch.delenv("LOCAL_RANK", raising=False)

@@ -1,4 +1,4 @@
-"""Tests of rewards.metrics, rewards.metrics_array and rewards.trec_io: hand cases, pytrec_eval parity on
+"""Tests of rewards.metrics, rewards.metrics_array and core.trec: hand cases, pytrec_eval parity on
 hypothesis-generated runs, and the DL19 baseline."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import pytrec_eval
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from data_synth.sources import read_qrels_file as read_qrels
-from data_synth.sources import read_run_file as read_run
+from core.sources import read_qrels_file as read_qrels
+from core.sources import read_run_file as read_run
+from core.trec import rank_by_score, rank_runs
 from rewards.metrics import (
     average_precision,
     average_precision_batch,
@@ -38,7 +39,6 @@ from rewards.metrics_array import (
     precision_from_grades,
     recall_from_grades,
 )
-from rewards.trec_io import rank_by_score, rank_runs
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared/data/real"
 DL19 = REAL_DATA / "trec-dl19"

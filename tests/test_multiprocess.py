@@ -1,6 +1,6 @@
 """Real 2-process training on one CPU machine: SFT and GRPO under DDP and DeepSpeed ZeRO-2/3, incl. LoRA.
 
-Every run goes through the real command line as a subprocess, ``python -m trainers.cli train RECIPE --launch
+Every run goes through the real command line as a subprocess, ``python -m rankrl.cli train RECIPE --launch
 recipes/accelerate/cpu_<x>.yaml key=value ...``, which re-executes itself under ``accelerate launch`` with 2
 processes over gloo (a MULTI_GPU config: MULTI_CPU runs one process without mpirun). Each run must exit 0,
 must have run 2 processes (the Trainer's "Total train batch size" is per-device batch x world size) and must
@@ -23,8 +23,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from trainers.smoke import prepare_toy_workspace
-from trainers.tasks import get_task
+from rankrl.smoke import prepare_toy_workspace
+from tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT_S = 300
@@ -93,7 +93,7 @@ def _yaml(value: object) -> str:
 
 
 def _train(stage: str, overrides: list[str], env: dict[str, str], launch: str | None) -> str:
-    command = [sys.executable, "-m", "trainers.cli", "train", f"recipes/demo/{stage}.yaml"]
+    command = [sys.executable, "-m", "rankrl.cli", "train", f"recipes/demo/{stage}.yaml"]
     command += ["--launch", f"recipes/accelerate/{launch}.yaml"] if launch else []
     try:
         done = subprocess.run(

@@ -1,4 +1,4 @@
-"""Tests of rewards.parsers: hand cases per mode and reason, regex parity, adversarial and huge inputs."""
+"""Tests of tasks.parsers: hand cases per mode and reason, regex parity, adversarial and huge inputs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rewards.parsers import MODES, parse_permutation, parse_think_answer
+from tasks.parsers import MODES, parse_permutation, parse_think_answer
 
 # ReasonRank's pattern, with the think part captured too (a group does not change what matches).
 REASONRANK_PATTERN = re.compile(r"<think>(.*?)</think>\s*<answer>(.*?)</answer>", re.DOTALL)

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rewards.parsers import parse_setwise_label, parse_think_answer
-from rewards.parsers_scores import (
+from tasks.parsers import parse_setwise_label, parse_think_answer
+from tasks.parsers_scores import (
     GROUP_TAG_REASONS,
     parse_group_scores,
     parse_int_answer,

@@ -39,7 +39,7 @@ def test_training_piped_to_a_file_prints_plain_progress_lines(tmp_path):
     command = [
         sys.executable,
         "-m",
-        "trainers.cli",
+        "rankrl.cli",
         "train",
         "recipes/demo/sft.yaml",
         "--smoke",

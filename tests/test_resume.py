@@ -1,6 +1,6 @@
 """Exact resume after ``kill -9``: SFT and GRPO, 1 and 2 processes, mid-epoch and epoch-boundary checkpoints.
 
-Each case trains the tiny model through the real CLI (``python -m trainers.cli train``) for ``STEPS`` steps on
+Each case trains the tiny model through the real CLI (``python -m rankrl.cli train``) for ``STEPS`` steps on
 12 rows with 4 rows per step (3 steps per epoch), saving every 2 steps. An uninterrupted run gives the
 reference weights. A second run is SIGKILLed (its whole process group) as soon as ``checkpoint-6`` is
 complete; the checkpoints after the one under test are removed, and the same command is run again: it
@@ -24,10 +24,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from rankrl.smoke import prepare_toy_workspace, smoke_overrides
+from tasks import get_task
 from tests.test_multiprocess import EXTENSIONS_DIR, _env, _yaml
 from trainers.pipeline import last_complete_checkpoint
-from trainers.smoke import prepare_toy_workspace, smoke_overrides
-from trainers.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS, KILL_AFTER, TIMEOUT_S = 10, 6, 300
@@ -56,7 +56,7 @@ def _command(stage: str, workspace, output_dir: Path, processes: int) -> list[st
     }
     if stage == "grpo":
         values.update(num_generations=2, max_completion_length=8, temperature=1.0)
-    command = [sys.executable, "-m", "trainers.cli", "train", f"recipes/demo/{stage}.yaml"]
+    command = [sys.executable, "-m", "rankrl.cli", "train", f"recipes/demo/{stage}.yaml"]
     command += ["--launch", "recipes/accelerate/cpu_ddp2.yaml"] if processes == 2 else []
     command += [f"{key}={_yaml(value)}" for key, value in values.items()]
     return command + (["rewards=[tests.recording_rewards:text_length]"] if stage == "grpo" else [])

@@ -17,12 +17,12 @@ import pytest
 import yaml
 
 import data_synth.dense
+from core.sources import doc_text
 from data_synth.config import load_config
 from data_synth.dense import INSTALL_HINT, NOT_FOUND, DenseConfig, DenseIndex, top_k
 from data_synth.inputs import load_rows
 from data_synth.mining import mine_candidates
-from data_synth.sources import doc_text
-from trainers.cli import main
+from rankrl.cli import main
 
 WORDS = ["flea", "cat", "dog", "purr", "bark", "year", "night", "milk", "fish", "bird", "sing", "rain"]
 CORPUS = {

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from core.tiny import TinyModelSpec, build_tiny_model
 from data_synth.config import SynthConfig, load_config
 from data_synth.hf_teacher import HFTeacher
 from data_synth.pipeline import synth
 from data_synth.teachers import BudgetSpent, Request, Sampling, TokenBudget
-from data_synth.toy import make_toy_splits
-from trainers.tiny import TinyModelSpec, build_tiny_model
+from tasks.toy import make_toy_splits
 
 VLLM_PYTHON = os.environ.get("RANKRL_VLLM_PYTHON")
 ROOT = Path(__file__).resolve().parents[1]

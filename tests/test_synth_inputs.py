@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from data_synth.config import load_config
-from trainers.cli import main
+from rankrl.cli import main
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes/synth").glob("*.yaml"))
 CORPUS = [{"_id": "d1", "title": "", "text": "fleas live a year"}, {"_id": "d2", "text": "cats purr"}]

@@ -20,6 +20,7 @@ import pytest
 import yaml
 from rich.console import Console
 
+from core.data import load_dataset_file
 from data_synth.config import SynthConfig
 from data_synth.pipeline import synth
 from data_synth.teachers import BudgetSpent
@@ -28,7 +29,6 @@ from rewards.listwise import reasonrank_reward
 from rewards.pointwise import retro_inter_reward
 from rewards.setwise import rank_r1_setwise_reward
 from tests.fault_server import FaultServer
-from trainers.data import load_dataset_file
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "sk-test-NEVER-WRITE-ME"
@@ -150,7 +150,7 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(tmp_path):
         recipe = tmp_path / "recipe.yaml"
         recipe.write_text(yaml.safe_dump({**config, "api_key_env": "RANKRL_TEST_KEY", "list_size": 8}))
         env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-        command = [sys.executable, "-m", "trainers.cli", "synth", str(recipe), f"output_dir={killed}"]
+        command = [sys.executable, "-m", "rankrl.cli", "synth", str(recipe), f"output_dir={killed}"]
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         cache, deadline = killed / "cache.jsonl", time.monotonic() + 60
         while time.monotonic() < deadline and process.poll() is None:

@@ -6,15 +6,15 @@ import json
 
 import pytest
 
+from core.data import DataError
 from data_synth.agreement import consensus_index, consensus_pick, majority_vote, mean_scores
 from data_synth.cache import ResponseCache, cache_key
 from data_synth.prompts import with_teacher_suffix
 from data_synth.tasks import TASKS, TaskOptions, make_task
-from data_synth.toy import make_toy_splits
+from tasks.listwise import ListwiseTask
+from tasks.prompts import ERANK_USER, erank_messages, listwise_messages
+from tasks.toy import make_toy_splits
 from tests.fault_server import toy_answer
-from trainers.data import DataError
-from trainers.tasks.listwise import ListwiseTask
-from trainers.tasks.prompts import ERANK_USER, erank_messages, listwise_messages
 
 UNTRUSTED = [
     "",

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trainers.tasks import get_task
-from trainers.tasks.listwise import SYSTEM_PROMPT, ListwiseTask
+from tasks import get_task
+from tasks.listwise import SYSTEM_PROMPT, ListwiseTask
 
 
 def _example(n: int = 3, **fields: object) -> dict:

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from core.recipe import apply_overrides, read_yaml
+from rankrl.smoke import prepare_toy_workspace, smoke_overrides
+from tasks import get_task
 from trainers import grpo
-from trainers.cli import stage_config_types
-from trainers.configs import apply_overrides, build_configs, read_yaml
-from trainers.smoke import prepare_toy_workspace, smoke_overrides
-from trainers.tasks import get_task
+from trainers.configs import build_stage_configs
 from trainers.throughput import ThroughputCallback, model_flops_utilisation, peak_memory_bytes
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "demo" / "grpo.yaml"
@@ -31,7 +31,7 @@ def grpo_trainer(tmp_path_factory):
         "rich_progress": False,
     }
     config = apply_overrides({**read_yaml(RECIPE), **overrides}, [])
-    return grpo.main(*build_configs(config, stage_config_types("grpo"), "grpo.yaml"))
+    return grpo.main(*build_stage_configs(config, "grpo.yaml"))
 
 
 def _callback(trainer) -> ThroughputCallback:

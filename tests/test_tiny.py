@@ -1,4 +1,4 @@
-"""Tests for trainers.tiny: a tiny causal LM and its in-process tokenizer, saved and reloaded offline."""
+"""Tests for core.tiny: a tiny causal LM and its in-process tokenizer, saved and reloaded offline."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from trainers.tasks.listwise import ListwiseTask
-from trainers.tiny import STRUCTURE_TOKENS, TinyModelSpec, build_tiny_model
+from core.tiny import STRUCTURE_TOKENS, TinyModelSpec, build_tiny_model
+from tasks.listwise import ListwiseTask
 
 SMALL = dict(vocab_size=300, hidden_size=64, num_hidden_layers=1, num_attention_heads=4, intermediate_size=96)
 TEXTS = [

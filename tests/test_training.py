@@ -13,11 +13,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from core.recipe import apply_overrides, read_yaml
+from rankrl.smoke import prepare_toy_workspace, smoke_overrides
+from tasks import get_task
 from trainers import grpo, sft
-from trainers.cli import stage_config_types
-from trainers.configs import apply_overrides, build_configs, read_yaml
-from trainers.smoke import prepare_toy_workspace, smoke_overrides
-from trainers.tasks import get_task
+from trainers.configs import build_stage_configs
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "demo"
 pytestmark = pytest.mark.slow
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 def _configs(stage: str, workspace, output_dir: Path, **overrides) -> tuple:
     recipe = read_yaml(RECIPES / f"{stage}.yaml")
     config = {**recipe, **smoke_overrides(stage, workspace, output_dir), **overrides}
-    return build_configs(apply_overrides(config, []), stage_config_types(stage), f"{stage}.yaml")
+    return build_stage_configs(apply_overrides(config, []), f"{stage}.yaml")
 
 
 def _state(model) -> dict[str, torch.Tensor]:
@@ -128,8 +128,8 @@ def test_lora_sft_saves_an_adapter_that_peft_loads(workspace, tmp_path):
 
 
 def test_ranking_eval_config_ranks_held_out_rows_as_rankrl_eval_does(workspace, tmp_path):
+    from evaluation.config import load_strategy
     from trainers.evaluate import evaluate_with_strategy
-    from trainers.evaluation.config import load_strategy
 
     strategy_file = tmp_path / "eval.yaml"
     strategy_file.write_text("strategy: listwise\nwindow: 4\nstep: 2\nparse: lenient\nmax_new_tokens: 24\n")
@@ -148,6 +148,6 @@ def test_ranking_eval_config_ranks_held_out_rows_as_rankrl_eval_does(workspace, 
 
 
 def _heldout(workspace):
-    from trainers.data import load_dataset_file
+    from core.data import load_dataset_file
 
     return load_dataset_file(str(workspace.heldout_path))

@@ -24,8 +24,8 @@ from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 from trl.generation import vllm_generation
 from trl.trainer.utils import RepeatSampler
 
+from core.tiny import build_tiny_model
 from trainers.policy_sampler import PolicySampler
-from trainers.tiny import build_tiny_model
 from trainers.trl_overrides import (
     TRAINER_KWARGS,
     VLLM_SETTINGS,

@@ -1,6 +1,6 @@
 """A killed ``rankrl tts`` resumes from its per-problem cache: only missing problems are generated, the
 table and samples equal an uninterrupted run's, a cache of other settings is refused in one line, a torn last
-line is ignored; end to end, a SIGKILLed ``python -m trainers.cli tts`` on the tiny model resumes."""
+line is ignored; end to end, a SIGKILLed ``python -m rankrl.cli tts`` on the tiny model resumes."""
 
 from __future__ import annotations
 
@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from core.data import DataError
+from core.generation import Generation, Sampling
+from core.tiny import build_tiny_model
+from evaluation.toy import SMALL_MODEL
+from evaluation.tts_report import COLUMNS
+from evaluation.tts_run import TTSConfig, run_tts
+from tasks.prompts import R1_SYSTEM_PROMPT, Messages
 from tests.test_eval_resume import ROOT, cached_queries, offline_env, run_until_cached
-from trainers.data import DataError
-from trainers.evaluation.backend import Generation, Sampling
-from trainers.evaluation.toy import SMALL_MODEL
-from trainers.evaluation.tts_report import COLUMNS
-from trainers.evaluation.tts_run import TTSConfig, run_tts
-from trainers.tasks.prompts import R1_SYSTEM_PROMPT, Messages
-from trainers.tiny import build_tiny_model
 
 TIMING = ("latency_s_per_problem", "problems_per_s")
 
@@ -126,7 +126,7 @@ def tts_command(dataset: Path, model: Path, out: Path) -> list[str]:
         f"model={model}", f"dataset={dataset}", f"output_dir={out}", "n_values=[1,2,4]", "budgets=[6]",
         "max_new_tokens=16", "temperature=1.0", "answer_tokens=4", "problems_per_batch=2", "dtype=float32",
     ]  # fmt: skip
-    return [sys.executable, "-m", "trainers.cli", "tts", *settings]
+    return [sys.executable, "-m", "rankrl.cli", "tts", *settings]
 
 
 @pytest.mark.slow

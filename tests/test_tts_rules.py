@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from trainers.data import DataError
-from trainers.evaluation.backend import Generation, Sampling
-from trainers.evaluation.tts import (
+from core.data import DataError
+from core.generation import Generation, Sampling
+from evaluation.tts import (
     BudgetForcing,
     Sample,
     best_of_n,
@@ -22,9 +22,9 @@ from trainers.evaluation.tts import (
     majority_vote,
     weighted_vote,
 )
-from trainers.evaluation.tts_report import sweep
-from trainers.evaluation.tts_run import TTSConfig, load_problems, run_tts
-from trainers.tasks.prompts import Messages
+from evaluation.tts_report import sweep
+from evaluation.tts_run import TTSConfig, load_problems, run_tts
+from tasks.prompts import Messages
 
 REAL = Path(__file__).resolve().parents[2] / "shared/data/real"
 

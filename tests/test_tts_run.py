@@ -10,13 +10,13 @@ import huggingface_hub
 import pytest
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from trainers.cli import main
-from trainers.evaluation.backend import encode_prompt
-from trainers.evaluation.runner import load_backend
-from trainers.evaluation.toy import SMALL_MODEL
-from trainers.evaluation.tts_report import COLUMNS
-from trainers.tasks.prompts import R1_SYSTEM_PROMPT, math_messages
-from trainers.tiny import build_tiny_model
+from core.generation import encode_prompt
+from core.tiny import build_tiny_model
+from evaluation.runner import load_backend
+from evaluation.toy import SMALL_MODEL
+from evaluation.tts_report import COLUMNS
+from rankrl.cli import main
+from tasks.prompts import R1_SYSTEM_PROMPT, math_messages
 
 PROBLEMS = [
     {"problem": "Tom has 3 apples and buys 4 more. How many apples?", "answer": "7", "id": "a"},

@@ -1,27 +1,19 @@
-"""Recipe parsing: one YAML file plus ``key=value`` overrides into the dataclasses of a training stage.
+"""The training stages' own recipe keys (:class:`ScriptArguments`) and the TRL keys a recipe may not set.
 
-A recipe is flat, like open-r1's: every key belongs to exactly one of the stage's dataclasses
-(:class:`ScriptArguments`, TRL's ``ModelConfig`` and ``SFTConfig`` / ``GRPOConfig``); two dataclasses with a
-field of the same name are an error. Unknown keys, values of the wrong type and keys that rankrl sets or does
-not use (:data:`REPLACED_KEYS`, :data:`IGNORED_KEYS`) are rejected with one line naming the file, the key and
-what was expected, before any model is loaded, instead of a traceback from deep inside TRL.
-:func:`recipe_help` is the ``--help`` of a stage: every key with its help text, grouped by dataclass.
+Recipes are parsed by :mod:`core.recipe`; a training recipe's keys are :class:`ScriptArguments`', TRL's
+``ModelConfig`` and the stage's ``SFTConfig`` / ``GRPOConfig``. Keys that rankrl sets from another key
+(:data:`REPLACED_KEYS`) or would accept and not use (:data:`IGNORED_KEYS`) are refused with their reason
+(:data:`REFUSED_KEYS`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import re
-import textwrap
-import types
-import typing
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
+from core.recipe import RecipeError, build_configs, recipe_help
+
+STAGES = {"sft": "trainers.sft", "grpo": "trainers.grpo"}  # stage -> entry module
 
 REPLACED_KEYS = {  # TRL keys that rankrl sets itself from another recipe key
     "reward_weights": "set each reward's 'weight' in 'rewards' instead",
@@ -46,34 +38,10 @@ IGNORED_KEYS = {  # fields of TRL's / transformers' configs that rankrl would ac
 }
 
 
-class RecipeError(ValueError):
-    """A recipe or override that cannot be turned into configs; the message is one line."""
-
-
-def described(text: str, default: Any = None, default_factory: Any = dataclasses.MISSING) -> Any:
-    """A dataclass field with ``help`` ``text`` (shown by ``--help`` and in recipe errors) and ``default``,
-    or ``default_factory`` when one is given."""
-    if default_factory is not dataclasses.MISSING:
-        return field(default_factory=default_factory, metadata={"help": text})
-    return field(default=default, metadata={"help": text})
-
-
-class _RecipeLoader(yaml.SafeLoader):
-    """YAML 1.2 booleans: only true/false are booleans, so ``save_strategy: no`` stays the string "no"."""
-
-
-_RecipeLoader.yaml_implicit_resolvers = {
-    first: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+REFUSED_KEYS = {
+    **{key: f"is set by rankrl: {why}" for key, why in REPLACED_KEYS.items()},
+    **{key: f"is ignored by rankrl: {why}" for key, why in IGNORED_KEYS.items()},
 }
-_RecipeLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-
-
-def load_yaml(text: str) -> Any:
-    """Parse recipe YAML (YAML 1.2 booleans)."""
-    return yaml.load(text, Loader=_RecipeLoader)
 
 
 @dataclass
@@ -149,128 +117,24 @@ class ScriptArguments:
     )
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A recipe file as a flat dict; a missing file or non-mapping content is a one-line error."""
-    path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"{path}: no such recipe file")
+def stage_config_types(stage: str) -> tuple[type, ...]:
+    """The dataclasses a recipe of ``stage`` is split over; an unknown stage is a one-line error."""
+    from trl import GRPOConfig, ModelConfig, SFTConfig
+
+    if stage not in STAGES:
+        raise RecipeError(f"key 'stage' is {stage!r}; expected one of {', '.join(STAGES)}")
+    return (ScriptArguments, GRPOConfig if stage == "grpo" else SFTConfig, ModelConfig)
+
+
+def build_stage_configs(config: dict[str, Any], source: str) -> tuple[Any, ...]:
+    """A flat training recipe as ``(ScriptArguments, SFTConfig | GRPOConfig, ModelConfig)``."""
     try:
-        content = load_yaml(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise RecipeError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
-    if not isinstance(content, dict):
-        raise RecipeError(f"{path}: expected a mapping of key: value at the top level")
-    return content
+        config_types = stage_config_types(str(config.get("stage", "sft")))
+    except RecipeError as error:
+        raise RecipeError(f"{source}: {error}") from None
+    return build_configs(config, config_types, source, REFUSED_KEYS)
 
 
-def apply_overrides(config: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """``config`` updated by ``key=value`` strings, values read as YAML (``lr=1e-5``, ``x=[a,b]``)."""
-    updated = dict(config)
-    for override in overrides:
-        key, sep, value = override.partition("=")
-        if not sep or not key:
-            raise RecipeError(f"override {override!r}: expected key=value")
-        updated[key.strip()] = load_yaml(value) if value else None
-    return updated
-
-
-def _candidate_types(annotation: Any) -> list[Any]:
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        return [t for t in typing.get_args(annotation) if t is not type(None)]
-    return [annotation]
-
-
-def _coerce(value: Any, annotation: Any, key: str, source: str) -> Any:
-    """Convert YAML scalars to the field's type (PyYAML reads ``3e-3`` as a string); reject mismatches."""
-    if value is None:
-        return None
-    for candidate in _candidate_types(annotation):
-        origin = typing.get_origin(candidate) or candidate
-        if origin is bool and isinstance(value, bool):
-            return value
-        if origin in (int, float) and not isinstance(value, bool):
-            try:
-                number = origin(value)
-            except (TypeError, ValueError):
-                continue
-            if origin is float or number == float(value):
-                return number
-        if origin is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        if origin in (list, tuple) and isinstance(value, (list, tuple)):
-            return value
-        if origin is dict and isinstance(value, dict):
-            return value
-        if origin is Any or not isinstance(origin, type):
-            return value
-        if origin not in (bool, int, float, str, list, dict, tuple) and isinstance(value, origin):
-            return value
-    expected = " or ".join(getattr(t, "__name__", str(t)) for t in _candidate_types(annotation))
-    raise RecipeError(f"{source}: key {key!r} expects {expected}, got {value!r}")
-
-
-def _fields_by_name(config_types: Sequence[type]) -> dict[str, tuple[type, Any]]:
-    """Each recipe key with its dataclass and type; a key that two of ``config_types`` own is an error."""
-    owners: dict[str, tuple[type, Any]] = {}
-    for config_type in config_types:
-        hints = typing.get_type_hints(config_type)
-        for f in dataclasses.fields(config_type):
-            if not f.init:
-                continue
-            if f.name in owners:
-                first = owners[f.name][0].__name__
-                raise RecipeError(
-                    f"key {f.name!r} is a field of both {first} and {config_type.__name__}: "
-                    "a recipe key must belong to one dataclass"
-                )
-            owners[f.name] = (config_type, hints[f.name])
-    return owners
-
-
-def _refuse(key: str, source: str) -> None:
-    """A one-line error for a key that rankrl sets from another key or does not use."""
-    if key in REPLACED_KEYS:
-        raise RecipeError(f"{source}: key {key!r}: {REPLACED_KEYS[key]}")
-    if key in IGNORED_KEYS:
-        raise RecipeError(f"{source}: key {key!r} is ignored by rankrl: {IGNORED_KEYS[key]}")
-
-
-def build_configs(config: dict[str, Any], config_types: Sequence[type], source: str) -> tuple[Any, ...]:
-    """Split a flat recipe dict over ``config_types`` and instantiate each; unknown keys are errors."""
-    owners = _fields_by_name(config_types)
-    kwargs: dict[type, dict[str, Any]] = {config_type: {} for config_type in config_types}
-    for key, value in config.items():
-        if key not in owners:
-            close = difflib.get_close_matches(key, owners, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise RecipeError(f"{source}: unknown key {key!r}{hint}")
-        _refuse(key, source)
-        config_type, annotation = owners[key]
-        kwargs[config_type][key] = _coerce(value, annotation, key, source)
-    instances = []
-    for config_type in config_types:
-        try:
-            instances.append(config_type(**kwargs[config_type]))
-        except (TypeError, ValueError) as error:
-            raise RecipeError(f"{source}: {config_type.__name__}: {str(error).splitlines()[0]}") from None
-    return tuple(instances)
-
-
-def recipe_help(config_types: Sequence[type], usage: str) -> str:
-    """The ``--help`` of a stage: every key of ``config_types`` with its help text and default, grouped by
-    dataclass (transformers' ``HfArgumentParser`` formats them), then the keys a recipe may not set."""
-    from transformers import HfArgumentParser
-
-    _fields_by_name(config_types)  # two fields of one name would be conflicting options
-    grouped = [type(t.__name__, (t,), {"_argument_group_name": f"{t.__name__} keys"}) for t in config_types]
-    description = (
-        "Recipe keys: `key: value` in the recipe YAML or a key=value override. --key below is that key; "
-        "--no_key is `key: false`."
-    )
-    parser = HfArgumentParser(grouped, usage=usage, description=description, add_help=False)
-    refused = {**REPLACED_KEYS, **{key: f"ignored by rankrl: {why}" for key, why in IGNORED_KEYS.items()}}
-    lines = [
-        textwrap.fill(f"{key}: {why}", 100, initial_indent="  ", subsequent_indent="    ")
-        for key, why in refused.items()
-    ]
-    return "\n".join([parser.format_help(), "keys a recipe may not set:", *lines, ""])
+def stage_help(stage: str, usage: str) -> str:
+    """The ``--help`` of a training stage: every recipe key with its help text and the refused keys."""
+    return recipe_help(stage_config_types(stage), usage, REFUSED_KEYS)

@@ -2,7 +2,7 @@
 
 The same function scores the demo's three stages and the in-training callback, so an nDCG logged during
 training means what the final number means; the callback can also run any ``rankrl eval`` strategy
-(:mod:`trainers.evaluation`). Generation goes through :class:`trainers.evaluation.backend.HFBackend`,
+(:mod:`evaluation`). Generation goes through :class:`core.generation.HFBackend`,
 batched across queries with left padding; an answer that needs repair (or has none) is still ranked by the
 lenient parser and counted in ``repaired``.
 """
@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
+from core.data import labels_to_qrels
+from core.generation import HFBackend, Sampling, generate_texts
 from rewards.metrics import ndcg_at_k_batch
-from trainers.data import labels_to_qrels
-from trainers.evaluation.backend import HFBackend, Sampling, generate_texts
-from trainers.evaluation.driver import Strategy, rerank_rows
+from tasks.strategy import Strategy, rerank_rows
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ def generate_completions(
     batch_size: int = 64,
     max_new_tokens: int = 64,
 ) -> list[str]:
-    """Greedy completions for chat prompts through :class:`trainers.evaluation.backend.HFBackend`
+    """Greedy completions for chat prompts through :class:`core.generation.HFBackend`
     (left padding, lockstep generation under ZeRO-3, model mode and padding side restored)."""
     return generate_texts(HFBackend(model, tokenizer, batch_size), prompts, Sampling(max_new_tokens))
 
@@ -98,8 +98,8 @@ def random_order_ndcg(
 class RankingEvalCallback(TrainerCallback):
     """Log held-out ``eval_ndcg@k`` every ``every`` steps through the trainer's ``report_to`` loggers.
 
-    With a ``strategy`` (any of :mod:`trainers.evaluation`, built by
-    :func:`trainers.evaluation.config.build_strategy`) the rows are ranked exactly as ``rankrl eval`` ranks
+    With a ``strategy`` (any of :mod:`evaluation`, built by
+    :func:`evaluation.config.build_strategy`) the rows are ranked exactly as ``rankrl eval`` ranks
     them, so the in-training number means what the final evaluation's does; without one, by one greedy
     completion of the task's prompt per row. Every process generates for the same rows (all ranks must join
     ``generate`` under ZeRO-3); the trainer logs from the main process only.

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer
 
-from trainers.modeling import ModelLoadError, check_model_path
+from core.models import ModelLoadError, check_model_path
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 

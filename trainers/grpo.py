@@ -19,8 +19,9 @@ import logging
 import torch
 from trl import GRPOConfig, ModelConfig
 
+from core.recipe import RecipeError
 from rewards import resolve_rewards
-from trainers.configs import RecipeError, ScriptArguments
+from trainers.configs import ScriptArguments
 from trainers.pipeline import policy, run_cli, setup, train_and_save
 from trainers.trl_overrides import RankRLGRPOTrainer
 

@@ -12,21 +12,16 @@ from datasets import Dataset
 from transformers import PrinterCallback, ProgressCallback, Trainer, set_seed
 from trl import ModelConfig, get_peft_config
 
+from core.data import load_dataset_file
+from core.models import load_model, load_tokenizer
+from core.recipe import RecipeError, apply_overrides, build_configs, read_yaml, recipe_help
+from evaluation.config import load_strategy
+from tasks import get_task
 from trainers.collectives import describe_collective_failure, start_cpu_process_group
-from trainers.configs import (
-    RecipeError,
-    ScriptArguments,
-    apply_overrides,
-    build_configs,
-    read_yaml,
-    recipe_help,
-)
-from trainers.data import load_dataset_file
+from trainers.configs import REFUSED_KEYS, ScriptArguments
 from trainers.evaluate import RankingEvalCallback, evaluate_rankings, evaluate_with_strategy
-from trainers.evaluation.config import load_strategy
-from trainers.modeling import load_model, load_tokenizer, save_merged_base
+from trainers.modeling import save_merged_base
 from trainers.progress import progress_callbacks
-from trainers.tasks import get_task
 from trainers.throughput import ThroughputCallback
 
 logger = logging.getLogger("rankrl")
@@ -41,14 +36,14 @@ def parse_args(argv: Sequence[str], training_config_class: type) -> tuple[Script
     usage = "python -m trainers.<stage> RECIPE.yaml [key=value ...]"
     config_types = (ScriptArguments, training_config_class, ModelConfig)
     if "-h" in argv or "--help" in argv:
-        print(recipe_help(config_types, usage))
+        print(recipe_help(config_types, usage, REFUSED_KEYS))
         raise SystemExit(0)
     if not argv or "=" in argv[0]:
         raise SystemExit(f"usage: {usage}")
     recipe, overrides = argv[0], argv[1:]
     config = apply_overrides(read_yaml(recipe), overrides)
     start_cpu_process_group(config)
-    return build_configs(config, config_types, recipe)
+    return build_configs(config, config_types, recipe, REFUSED_KEYS)
 
 
 def setup(script_args: ScriptArguments, training_args: Any) -> tuple[Any, Dataset]:

@@ -5,9 +5,9 @@ What it measures, on one CUDA GPU, with nothing downloaded:
 - The model: a randomly initialised Qwen2 model with Qwen2.5-0.5B's shape (hidden 896, 24 layers, 14 heads,
   2 KV heads, intermediate 4864, vocab 151,936, tied embeddings; 494M parameters), built in code in bf16,
   with a byte-level BPE tokenizer built in code whose vocabulary has exactly the model's 151,936 entries
-  (every sampled id decodes) and the ChatML template of :mod:`trainers.tiny`.
+  (every sampled id decodes) and the ChatML template of :mod:`core.tiny`.
 - The data and rewards: the demo GRPO recipe (``recipes/demo/grpo.yaml``: listwise task, nDCG reward and
-  monitor) on the toy ranking data of :mod:`trainers.smoke`; prompts are about 600 tokens.
+  monitor) on the toy ranking data of :mod:`rankrl.smoke`; prompts are about 600 tokens.
 - The run: ``trainers.grpo.main`` (:class:`trainers.trl_overrides.RankRLGRPOTrainer`), bf16, activation
   checkpointing on, ``--batch-size`` completions per step (``--num-generations`` per prompt) of up to
   ``--completion-length`` tokens (a random model never stops early), beta 0, logging every step. First with
@@ -75,14 +75,14 @@ METRICS = (  # ThroughputCallback's per-step keys (without "throughput/"), their
 def byte_level_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer with exactly ``vocab_size`` entries and a ChatML template, built in code.
 
-    Vocabulary: the special tokens of :mod:`trainers.tiny`, the 256 byte symbols, every pair of byte symbols,
+    Vocabulary: the special tokens of :mod:`core.tiny`, the 256 byte symbols, every pair of byte symbols,
     then pair + byte triples until ``vocab_size``; each multi-byte entry has its merge, so text is split
     into 1-3 byte tokens and every id in ``range(vocab_size)`` decodes.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    from trainers.tiny import CHATML_TEMPLATE, SPECIAL_TOKENS
+    from core.tiny import CHATML_TEMPLATE, SPECIAL_TOKENS
 
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     vocab = {token: index for index, token in enumerate([*SPECIAL_TOKENS, *alphabet])}
@@ -122,9 +122,9 @@ def build_model(output_dir: Path) -> Path:
 
 def prepare(workdir: Path) -> tuple[Path, Any]:
     """The random model under ``workdir`` and the toy workspace (data) for the demo recipe's task."""
-    from trainers.configs import read_yaml
-    from trainers.smoke import prepare_toy_workspace
-    from trainers.tasks import get_task
+    from core.recipe import read_yaml
+    from rankrl.smoke import prepare_toy_workspace
+    from tasks import get_task
 
     recipe = read_yaml(RECIPE)
     task = get_task(recipe["task"], **recipe.get("task_args", {}))
@@ -134,10 +134,10 @@ def prepare(workdir: Path) -> tuple[Path, Any]:
 
 def run_grpo(backend: str, steps: int, model_dir: Path, workspace: Any, args: argparse.Namespace) -> Any:
     """``steps`` GRPO steps of the demo recipe through ``trainers.grpo.main``; the trained trainer."""
+    from core.recipe import apply_overrides, build_configs, read_yaml
+    from rankrl.smoke import smoke_overrides
     from trainers import grpo
-    from trainers.cli import stage_config_types
-    from trainers.configs import apply_overrides, build_configs, read_yaml
-    from trainers.smoke import smoke_overrides
+    from trainers.configs import stage_config_types
 
     overrides = {
         **smoke_overrides("grpo", workspace, model_dir.parent / f"grpo-{backend}"),

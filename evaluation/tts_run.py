@@ -1,0 +1,373 @@
+"""``rankrl tts``: a reasoner's accuracy against samples and tokens under test-time scaling strategies.
+
+Steps: load the problems (:func:`core.data.load_dataset_file`, kind ``reasoning``, columns renamed
+from ``problem_field`` / ``answer_field``) and build the math prompt
+(:func:`tasks.prompts.math_messages`); then, ``problems_per_batch`` problems at a time (a *chunk*),
+sample max(n_values) completions per problem in one ``generate`` call, score them when a scorer is set
+(:mod:`~evaluation.tts_score`) and run budget forcing once per budget, appending each problem's
+samples and budget-forced completions to ``cache.jsonl`` (:class:`~evaluation.cache.RecordCache`);
+sweep the rules over sample prefixes (:func:`~evaluation.tts_report.sweep`); write ``tts.csv``,
+``tts.md`` (also printed), ``tts.png``, ``samples.jsonl`` and ``manifest.json``.
+
+Resume: the cache's fingerprint covers everything that decides a record (model, backend, the problems and
+their prompts, sampling, seed, chunk and batch sizes, scorer, budget-forcing texts); with ``resume`` a rerun
+reuses the cached problems and runs only the chunk steps (samples, or one budget) that lack a problem. Each
+chunk step first seeds torch's generator from (seed, chunk index, step), so a resumed run draws the same
+samples as an uninterrupted one and writes the same files, bar the measured timing columns.
+
+Cost: ``tokens_per_problem`` is exact (the first n samples' generated tokens). Latency of a prefix is the
+measured generation time (summed over chunks, those of an interrupted run included) in proportion to the
+prefix's share of the generated tokens, plus, for a scored rule, n/N of the scoring time; budget-forcing rows
+are timed directly. The manifest has the measured totals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.data import load_dataset_file
+from core.generation import GenerationBackend, Sampling
+from core.recipe import described
+from evaluation.cache import RecordCache, fingerprint
+from evaluation.inputs import sha256
+from evaluation.runner import load_backend, package_versions
+from evaluation.tts import RULES, SCORED_RULES, BudgetForcing, Sample, budget_force, sample_problems
+from evaluation.tts_report import (
+    markdown_table,
+    score_row,
+    sweep,
+    with_latency,
+    write_plot,
+    write_table,
+)
+from evaluation.tts_score import Scorer, reward_model_scorer, reward_scorer
+from tasks.prompts import Messages, math_messages
+
+
+@dataclass
+class TTSConfig:
+    """Everything one test-time scaling report needs; every field is a YAML key and a ``key=value``."""
+
+    model: str | None = described("Checkpoint folder or Hub id of the reasoner.")
+    dataset: str | None = described("Problems: .jsonl/.parquet, a saved dataset folder or a Hub id.")
+    split: str = described("Split of a dataset folder or Hub id.", "test")
+    problem_field: str = described("Column holding the problem text (GSM8K: question).", "problem")
+    answer_field: str = described("Column of the reference answer (GSM8K's '... #### 18' works).", "answer")
+    max_problems: int | None = described("Use only the first N problems (None: all).")
+    output_dir: str = described("Where the table, plot, samples and manifest are written.", "outputs/tts")
+    n_values: list[int] = described(
+        "Sample counts of the sweep; max(n_values) samples per problem serve every n.",
+        default_factory=lambda: [1, 2, 4, 8, 16],
+    )
+    strategies: list[str] = described(
+        f"Rules applied at every n: {', '.join(RULES)} (weighted, best_of_n need reward or reward_model).",
+        default_factory=lambda: ["majority", "first_finish"],
+    )
+    reward: str | None = described("Scorer: a registered reward name or a dotted path to a reward function.")
+    reward_args: dict[str, Any] = described("Factory arguments bound to the reward.", default_factory=dict)
+    reward_model: str | None = described(
+        "Scorer: a sequence-classification reward model (sigmoid of logit 0)."
+    )
+    budgets: list[int] = described(
+        "Budget forcing: thinking-token budgets (empty: off).", default_factory=list
+    )
+    num_waits: int = described("Budget forcing: times an early end of thinking becomes wait_text.", 0)
+    wait_text: str = described("Budget forcing: text appended to continue thinking (s1: Wait).", "\nWait")
+    end_think: str = described("Budget forcing: the model's end-of-thinking marker.", "</think>")
+    force_text: str = described("Budget forcing: appended to end thinking.", "\n</think>\n\nFinal answer:")
+    answer_tokens: int = described("Budget forcing: tokens of the final answer after force_text.", 32)
+    max_new_tokens: int = described("Tokens per sampled completion.", 1024)
+    temperature: float = described("Sampling temperature (> 0 when any n > 1).", 0.7)
+    top_p: float = described("Nucleus sampling p.", 0.95)
+    sample_top_k: int = described("Top-k sampling filter, 0 = off.", 0)
+    batch_size: int = described("Prompts per generate call (each with its n samples).", 64)
+    problems_per_batch: int = described(
+        "Problems per chunk: sampled, scored, budget-forced and cached together (a kill loses one chunk).",
+        256,
+    )
+    resume: bool = described(
+        "Reuse the per-problem cache (cache.jsonl) in output_dir of an interrupted run.", True
+    )
+    scorer_batch_size: int = described("Completions per reward-model forward pass.", 16)
+    save_samples: bool = described("Write each sample's text, tokens, answer, score to samples.jsonl.", True)
+    seed: int = described("Seed of sampling.", 0)
+    dtype: str = described("Model dtype: auto, bfloat16, float16 or float32.", "auto")
+
+    def __post_init__(self) -> None:
+        for name in ("n_values", "budgets"):
+            values = getattr(self, name)
+            if any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in values):
+                raise ValueError(f"{name} must be positive integers, got {values}")
+        if not self.n_values and not self.budgets:
+            raise ValueError("nothing to do: n_values and budgets are both empty")
+        if bad := [name for name in self.strategies if name not in RULES]:
+            raise ValueError(f"strategy {bad[0]!r}; expected one of {', '.join(RULES)}")
+        if self.reward and self.reward_model:
+            raise ValueError("set reward or reward_model, not both")
+        if (needs := [s for s in self.strategies if s in SCORED_RULES]) and not (
+            self.reward or self.reward_model
+        ):
+            raise ValueError(f"strategy {needs[0]!r} needs a scorer: set reward or reward_model")
+        if self.temperature <= 0 and max(self.n_values, default=1) > 1:
+            raise ValueError("temperature 0 makes the n samples identical; set temperature > 0")
+        if self.problems_per_batch <= 0:
+            raise ValueError(f"problems_per_batch must be positive, got {self.problems_per_batch}")
+
+    def sampling(self, num_samples: int) -> Sampling:
+        """The decoding settings for ``num_samples`` samples per prompt."""
+        return Sampling(self.max_new_tokens, self.temperature, self.top_p, self.sample_top_k, num_samples)
+
+    def forcing(self, budget: int) -> BudgetForcing:
+        """Budget forcing at ``budget`` thinking tokens with this config's texts."""
+        return BudgetForcing(
+            budget, self.num_waits, self.wait_text, self.end_think, self.force_text, self.answer_tokens
+        )
+
+
+def load_problems(config: TTSConfig) -> list[dict[str, Any]]:
+    """The checked problem rows (``problem``, ``answer``, ``solution``, ``id``) cut to ``max_problems``;
+    a missing column is a one-line ``DataError``."""
+    if not config.dataset:
+        raise ValueError("dataset is not set: a .jsonl/.parquet file of problems and reference answers")
+    renames = {config.problem_field: "problem", config.answer_field: "answer"}
+    rows = load_dataset_file(config.dataset, "reasoning", config.split, renames).to_list()
+    return rows[: config.max_problems] if config.max_problems is not None else rows
+
+
+def build_scorer(config: TTSConfig) -> Scorer | None:
+    """The configured reward or reward model, or None when neither is set."""
+    if config.reward:
+        return reward_scorer(config.reward, config.reward_args)
+    if config.reward_model:
+        return reward_model_scorer(config.reward_model, config.scorer_batch_size, config.dtype)
+    return None
+
+
+def run_tts(
+    config: TTSConfig, backend: GenerationBackend | None = None, scorer: Scorer | None = None
+) -> dict:
+    """Sweep and budget forcing end to end; returns the manifest (also written to ``output_dir``)."""
+    problems = load_problems(config)
+    scorer = scorer or build_scorer(config)
+    if backend is None:
+        backend = load_backend(
+            config.model, dtype=config.dtype, batch_size=config.batch_size, seed=config.seed
+        )
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    prompts = [math_messages(row["problem"]) for row in problems]
+    references = [row["answer"] for row in problems]
+    key = _cache_key(config, backend, scorer is not None, problems, prompts)
+    cache = RecordCache(out / "cache.jsonl", key, config.resume)
+    records = _generate(cache, config, backend, scorer, problems, prompts)
+    samples, scores, cost = [[] for _ in problems], None, {}
+    table = []
+    if config.n_values:
+        samples, scores, cost = _sampled(records["samples"], scorer is not None, config)
+        table += _timed(sweep(samples, scores, references, config.n_values, config.strategies), cost, config)
+    forced = {budget: records[f"budget_{budget}"] for budget in config.budgets}
+    table += [_forced_row(budget, done, references) for budget, done in forced.items()]
+    write_table(out, table)
+    write_plot(out / "tts.png", table)
+    if config.save_samples:
+        completions = {b: [Sample(**record["sample"]) for record in done] for b, done in forced.items()}
+        _write_samples(out / "samples.jsonl", problems, samples, scores, completions)
+    manifest = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": config.model,
+        "backend": backend.name,
+        "config": asdict(config),
+        "inputs": {"dataset": config.dataset, "problems": len(problems), **_checksum(config.dataset)},
+        "sampling": asdict(config.sampling(max(config.n_values, default=1))),
+        "cost": cost,
+        "table": table,
+        "versions": package_versions(),
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str), encoding="utf-8")
+    print(markdown_table(table))
+    return manifest
+
+
+# Settings that decide no cached record: where the inputs are (their rows and prompts are hashed instead),
+# which rules and n the report shows (max(n_values) is in the sampling), which budgets run (records are per
+# budget) and what is written.
+UNCACHED = (
+    "dataset", "split", "problem_field", "answer_field", "max_problems", "output_dir", "n_values",
+    "strategies", "budgets", "save_samples", "resume",
+)  # fmt: skip
+
+Step = Callable[[list[int]], list[dict[str, Any]]]
+"""One step of a chunk (its samples, or one budget): the JSON record of each problem index given."""
+
+
+def _cache_key(
+    config: TTSConfig,
+    backend: GenerationBackend,
+    scored: bool,
+    problems: Sequence[Mapping[str, Any]],
+    prompts: Sequence[Messages],
+) -> str:
+    """Fingerprint of everything that decides a cached record (module docstring)."""
+    settings = {name: value for name, value in asdict(config).items() if name not in UNCACHED}
+    return fingerprint(
+        {
+            **settings,
+            "backend": backend.name,
+            "scored": scored,
+            "sampling": asdict(config.sampling(max(config.n_values, default=1))),
+            "problems": fingerprint(problems),
+            "prompts": fingerprint(prompts),
+        }
+    )
+
+
+def _generate(
+    cache: RecordCache,
+    config: TTSConfig,
+    backend: GenerationBackend,
+    scorer: Scorer | None,
+    problems: Sequence[Mapping[str, Any]],
+    prompts: Sequence[Messages],
+) -> dict[str, list[dict[str, Any]]]:
+    """Every step's records in problem order, running the chunk steps the cache lacks (module docstring)."""
+    steps: dict[str, Step] = {}
+    if config.n_values:
+        steps["samples"] = partial(_sample_chunk, config, backend, scorer, problems, prompts)
+    for budget in config.budgets:
+        steps[f"budget_{budget}"] = partial(_force_chunk, config, backend, prompts, budget)
+    size = config.problems_per_batch
+    for number, start in enumerate(range(0, len(problems), size)):
+        chunk = list(range(start, min(start + size, len(problems))))
+        for name, step in steps.items():
+            if missing := {i for i in chunk if f"{name}/{i}" not in cache.done}:
+                torch.manual_seed(int(fingerprint([config.seed, number, name])[:15], 16))
+                for i, record in zip(chunk, step(chunk), strict=True):
+                    if i in missing:
+                        cache.append({"key": f"{name}/{i}", **record})
+    return {name: [cache.done[f"{name}/{i}"] for i in range(len(problems))] for name in steps}
+
+
+def _sample_chunk(
+    config: TTSConfig,
+    backend: GenerationBackend,
+    scorer: Scorer | None,
+    problems: Sequence[Mapping[str, Any]],
+    prompts: Sequence[Messages],
+    chunk: list[int],
+) -> list[dict[str, Any]]:
+    """max(n_values) samples per problem of ``chunk``, their scores (None without a scorer) and each
+    problem's equal share of the chunk's generation and scoring time."""
+    rows, messages = [problems[i] for i in chunk], [prompts[i] for i in chunk]
+    samples, generation_s = sample_problems(backend, messages, config.sampling(max(config.n_values)))
+    start = time.perf_counter()
+    scores = scorer(rows, messages, samples) if scorer else [None] * len(chunk)
+    scoring_s = time.perf_counter() - start if scorer else 0.0
+    return [
+        {
+            "samples": [asdict(s) for s in mine],
+            "scores": mine_scores,
+            "generation_s": generation_s / len(chunk),
+            "scoring_s": scoring_s / len(chunk),
+        }
+        for mine, mine_scores in zip(samples, scores, strict=True)
+    ]
+
+
+def _force_chunk(
+    config: TTSConfig, backend: GenerationBackend, prompts: Sequence[Messages], budget: int, chunk: list[int]
+) -> list[dict[str, Any]]:
+    """The budget-forced completion of each problem of ``chunk`` and its equal share of the time taken."""
+    start = time.perf_counter()
+    done = budget_force(backend, [prompts[i] for i in chunk], config.forcing(budget), config.sampling(1))
+    seconds = (time.perf_counter() - start) / len(chunk)
+    return [{"sample": asdict(sample), "seconds": seconds} for sample in done]
+
+
+def _sampled(
+    records: Sequence[Mapping[str, Any]], scored: bool, config: TTSConfig
+) -> tuple[list[list[Sample]], list[list[float]] | None, dict[str, Any]]:
+    """The samples and scores of the cached ``records`` (one per problem) and the measured cost."""
+    samples = [[Sample(**s) for s in record["samples"]] for record in records]
+    tokens = sum(s.num_tokens for problem in samples for s in problem)
+    generation_s = sum(record["generation_s"] for record in records)
+    return (
+        samples,
+        [record["scores"] for record in records] if scored else None,
+        {
+            "samples_per_problem": max(config.n_values),
+            "generated_tokens": tokens,
+            "generated_tokens_per_problem": tokens / max(len(records), 1),
+            "generation_s": generation_s,
+            "problems_per_s": len(records) / generation_s if generation_s > 0 else None,
+            "scoring_s": sum(record["scoring_s"] for record in records),
+        },
+    )
+
+
+def _forced_row(
+    budget: int, records: Sequence[Mapping[str, Any]], references: Sequence[str]
+) -> dict[str, Any]:
+    """The table row of one budget from its cached ``records`` (one per problem), timed by their seconds."""
+    picked = [record["sample"]["answer"] for record in records]
+    tokens = sum(record["sample"]["num_tokens"] for record in records)
+    row = score_row("budget_forcing", 1, budget, picked, references, tokens)
+    return with_latency(row, sum(record["seconds"] for record in records))
+
+
+def _timed(rows: list[dict[str, Any]], cost: Mapping[str, Any], config: TTSConfig) -> list[dict[str, Any]]:
+    """Sweep rows with latency: the pass time by the prefix's token share, plus n/N of any scoring time."""
+    timed, top = [], max(config.n_values)
+    for row in rows:
+        share = row["tokens_per_problem"] * row["problems"] / max(cost["generated_tokens"], 1)
+        seconds = cost["generation_s"] * share
+        if row["strategy"] in SCORED_RULES:
+            seconds += cost["scoring_s"] * row["n"] / top
+        timed.append(with_latency(row, seconds))
+    return timed
+
+
+def _checksum(dataset: str | None) -> dict[str, str]:
+    return {"sha256": sha256(dataset)} if dataset and Path(dataset).is_file() else {}
+
+
+def _write_samples(
+    path: Path,
+    problems: Sequence[Mapping[str, Any]],
+    samples: Sequence[Sequence[Sample]],
+    scores: Sequence[Sequence[float]] | None,
+    forced: Mapping[int, Sequence[Sample]],
+) -> None:
+    """One line per problem: id, reference, its samples (with scores) and its budget-forced completions."""
+    with open(path, "w", encoding="utf-8") as handle:
+        for i, row in enumerate(problems):
+            record = {
+                "id": row.get("id") or str(i),
+                "reference": row["answer"],
+                "samples": [
+                    {**asdict(s), **({"score": scores[i][j]} if scores else {})}
+                    for j, s in enumerate(samples[i])
+                ],
+                "budget_forcing": {str(budget): asdict(done[i]) for budget, done in forced.items()},
+            }
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def tts_command(args: argparse.Namespace) -> None:
+    """``rankrl tts [CONFIG.yaml] [key=value ...]``."""
+    from core.recipe import apply_overrides, build_configs, read_yaml
+
+    items = list(args.overrides)
+    source = items.pop(0) if items and "=" not in items[0] else None
+    config = apply_overrides(read_yaml(source) if source else {}, items)
+    (tts_config,) = build_configs(config, (TTSConfig,), source or "rankrl tts")
+    run_tts(tts_config)

@@ -1,0 +1,235 @@
+"""The ``rankrl`` command line: ``train`` a recipe (optionally ``--smoke``), the ``demo``, ``doctor``,
+``synth``, ``eval`` and ``export``.
+
+``rankrl train RECIPE`` runs the recipe's stage in this process on one device; on a machine with several
+GPUs it re-executes itself under ``accelerate launch`` with the accelerate config the recipe names
+(``launch:``) or ``--launch CONFIG``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from trainers.configs import STAGES
+
+
+def _check_stage(stage: str, source: str) -> None:
+    if stage not in STAGES:
+        from core.recipe import RecipeError
+
+        raise RecipeError(f"{source}: key 'stage' is {stage!r}; expected one of {', '.join(STAGES)}")
+
+
+def _stage_module(stage: str, source: str) -> Any:
+    _check_stage(stage, source)
+    return importlib.import_module(STAGES[stage])
+
+
+class _TrainHelp(argparse.Action):
+    """``rankrl train [RECIPE] --help``: the train options, then every key of RECIPE's stage with its help."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        text = "show this help; after RECIPE, also every key of its stage with its help"
+        super().__init__(
+            option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, help=text
+        )
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option: Any = None
+    ) -> None:
+        recipe = getattr(namespace, "recipe", None)
+        keys = ""
+        if recipe:
+            from core.recipe import RecipeError, apply_overrides, read_yaml
+            from trainers.configs import stage_help
+
+            try:
+                config = apply_overrides(read_yaml(recipe), getattr(namespace, "overrides", None) or [])
+                stage = str(config.get("stage", "sft"))
+                _check_stage(stage, recipe)
+            except RecipeError as error:
+                parser.exit(2, f"rankrl: error: {error}\n")
+            keys = "\n" + stage_help(stage, f"rankrl train {recipe} [key=value ...]")
+        parser.print_help()
+        print(keys, end="")
+        parser.exit()
+
+
+def _check_rewards(config: dict[str, Any], stage: str, source: str) -> None:
+    """Resolve a GRPO recipe's reward specs before any data or model is touched, failing in one line."""
+    specs = config.get("rewards")
+    if stage != "grpo" or not isinstance(specs, list):
+        return  # build_configs reports a non-list ``rewards``; SFT recipes do not use rewards
+    from core.recipe import RecipeError
+    from rewards import resolve_rewards
+
+    try:
+        resolve_rewards(specs)
+    except (TypeError, ValueError) as error:
+        raise RecipeError(f"{source}: key 'rewards': {str(error).splitlines()[0]}") from None
+
+
+def _smoke_overrides(recipe: str, config: dict[str, Any], stage: str) -> dict[str, Any]:
+    from rankrl.smoke import prepare_toy_workspace, smoke_overrides
+    from tasks import get_task
+
+    workdir = Path(os.environ.get("RANKRL_SMOKE_DIR", "outputs/smoke")) / Path(recipe).stem
+    task = get_task(config.get("task", "listwise"), **(config.get("task_args") or {}))
+    workspace = prepare_toy_workspace(workdir / "assets", task, num_train=64, num_heldout=8)
+    return smoke_overrides(stage, workspace, workdir / stage)
+
+
+def _launch_command(launch: str, module: str, recipe: str, overrides: list[str]) -> list[str]:
+    launcher = [sys.executable, "-m", "accelerate.commands.launch"]  # this environment's accelerate
+    return [*launcher, "--config_file", launch, "-m", module, recipe, *overrides]
+
+
+def train(args: argparse.Namespace) -> None:
+    """Run (or launch) the recipe's training stage."""
+    from core.recipe import apply_overrides, read_yaml
+    from trainers.configs import build_stage_configs
+
+    overrides = list(args.overrides) + (["resume=false"] if args.no_resume else [])
+    config = apply_overrides(read_yaml(args.recipe), overrides)
+    stage = str(config.get("stage", "sft"))
+    module = _stage_module(stage, args.recipe)
+    _check_rewards(config, stage, args.recipe)
+    if args.smoke:
+        config = apply_overrides({**config, **_smoke_overrides(args.recipe, config, stage)}, overrides)
+    launch = args.launch or config.get("launch")
+    import torch
+
+    # An explicit --launch always launches; the recipe's own config only where several GPUs are visible.
+    inside_launcher = "LOCAL_RANK" in os.environ
+    wanted = bool(args.launch) or torch.cuda.device_count() > 1
+    if launch and wanted and not args.smoke and not inside_launcher:
+        from rankrl.launch import validate_launch
+
+        validate_launch(launch, config)  # one-line RecipeError before any model or data is loaded
+        raise SystemExit(subprocess.call(_launch_command(launch, STAGES[stage], args.recipe, overrides)))
+    module.main(*build_stage_configs(config, args.recipe))
+
+
+def demo(args: argparse.Namespace) -> None:
+    """The main job on a tiny model: SFT then GRPO on a toy task, evaluated before, between and after."""
+    from rankrl.demo import run_demo
+
+    run_demo(Path(args.output_dir), seed=args.seed, smoke=args.smoke)
+
+
+def doctor(args: argparse.Namespace) -> None:
+    """Print versions, devices, environment and known traps; exit 1 on a known-bad combination."""
+    from rankrl.doctor import run_doctor
+
+    raise SystemExit(run_doctor(launch=args.launch, recipe=args.recipe))
+
+
+def synth(args: argparse.Namespace) -> None:
+    """Synthesize SFT and RL data with a teacher model (see data_synth.pipeline)."""
+    from data_synth.pipeline import synth_command
+
+    raise SystemExit(synth_command(args.recipe, args.overrides, dry=args.dry_run))
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    """Rerank a first-stage run and write run, results, metrics and manifest (evaluation)."""
+    from evaluation.runner import eval_command
+
+    eval_command(args)
+
+
+def tts(args: argparse.Namespace) -> None:
+    """Test-time scaling of a reasoner: voting, best-of-N, first-finish, budget forcing (docs/eval.md)."""
+    from evaluation.tts_run import tts_command
+
+    tts_command(args)
+
+
+def export(args: argparse.Namespace) -> None:
+    """Merge a LoRA / QLoRA adapter into its base model (trainers.export)."""
+    from trainers.export import export_merged
+
+    output = export_merged(args.adapter, args.output, dtype=args.dtype, overwrite=args.overwrite)
+    print(f"merged checkpoint written to {output}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``rankrl`` argument parser with its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="rankrl", description="Train LLM rerankers and reasoners with SFT and GRPO."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    train_parser = commands.add_parser("train", help="train one recipe stage (SFT or GRPO)", add_help=False)
+    train_parser.add_argument("-h", "--help", action=_TrainHelp)
+    train_parser.add_argument("recipe", help="recipe YAML, e.g. recipes/reasonrank/qwen2.5-7b-sft.yaml")
+    train_parser.add_argument(
+        "overrides", nargs="*", help="key=value recipe overrides, e.g. learning_rate=1e-6"
+    )
+    train_parser.add_argument("--smoke", action="store_true", help="tiny model, toy data, 2 steps on CPU")
+    train_parser.add_argument("--launch", help="accelerate config to launch with (default: the recipe's)")
+    train_parser.add_argument("--no-resume", action="store_true", help="start over instead of resuming")
+    train_parser.set_defaults(handler=train)
+    demo_parser = commands.add_parser("demo", help="train a tiny reranker with SFT then GRPO on a toy task")
+    demo_parser.add_argument("--output-dir", default="outputs/demo", help="where data, checkpoints, plot go")
+    demo_parser.add_argument("--seed", type=int, default=0, help="seed for data, model and training")
+    demo_parser.add_argument(
+        "--smoke", action="store_true", help="every step of the demo on 256 rows, 4 steps a stage (seconds)"
+    )
+    demo_parser.set_defaults(handler=demo)
+    doctor_parser = commands.add_parser("doctor", help="check versions, devices and known launch traps")
+    doctor_parser.add_argument("--launch", help="also validate this accelerate config on this machine")
+    doctor_parser.add_argument("--recipe", help="recipe to validate the --launch config against")
+    doctor_parser.set_defaults(handler=doctor)
+    synth_parser = commands.add_parser("synth", help="synthesize SFT and RL data with a teacher model")
+    synth_parser.add_argument("recipe", help="synthesis recipe YAML, e.g. recipes/synth/reasonrank.yaml")
+    synth_parser.add_argument("overrides", nargs="*", help="key=value recipe overrides")
+    synth_parser.add_argument("--dry-run", action="store_true", help="print counts and prompts only")
+    synth_parser.set_defaults(handler=synth)
+    eval_parser = commands.add_parser("eval", help="rerank a first-stage run and score it (docs/eval.md)")
+    eval_parser.add_argument("overrides", nargs="*", help="[CONFIG.yaml] then key=value settings")
+    eval_parser.add_argument("--skip-missing", action="store_true", help="skip and count bad input lines")
+    eval_parser.set_defaults(handler=evaluate)
+    tts_parser = commands.add_parser("tts", help="a reasoner's accuracy against samples and tokens")
+    tts_parser.add_argument("overrides", nargs="*", help="[CONFIG.yaml] then key=value settings")
+    tts_parser.set_defaults(handler=tts)
+    export_parser = commands.add_parser("export", help="merge a LoRA/QLoRA adapter into a full checkpoint")
+    export_parser.add_argument("adapter", help="adapter folder (a training output_dir with use_peft)")
+    export_parser.add_argument("output", help="folder for the merged checkpoint")
+    export_parser.add_argument(
+        "--dtype", default="auto", help="weights dtype: auto, float32, bfloat16, float16"
+    )
+    export_parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    export_parser.set_defaults(handler=export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``rankrl`` console script."""
+    parser = build_parser()
+    # argparse binds the ``overrides`` positional before ``--smoke`` in ``train RECIPE --smoke k=v``;
+    # collect the key=value words it leaves over instead of calling them unrecognized.
+    args, extra = parser.parse_known_args(argv)
+    if extra and (not hasattr(args, "overrides") or any(e.startswith("-") or "=" not in e for e in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    from core.data import DataError
+    from core.models import ModelLoadError
+    from core.recipe import RecipeError
+
+    try:
+        args.handler(args)
+    except (RecipeError, DataError, ModelLoadError, FileNotFoundError, KeyError, ValueError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        print(f"rankrl: error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
