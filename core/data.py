@@ -8,6 +8,9 @@ A ranking example is one query with its first-stage candidates (``RANKING_FEATUR
   doc id must be a candidate, each at most once; candidates without a label count as relevance 0.
 - ``teacher_order`` (optional): candidate doc ids, best first, possibly partial; empty means no teacher.
 - ``reasoning`` (optional): teacher reasoning text for SFT; may be empty.
+- ``teacher_scores`` (optional): a teacher's score of every candidate, aligned with ``candidates``.
+- ``task``, ``example_id``, ``completion`` (optional): set on a task's examples (:mod:`tasks.base`): the
+  task's name, the example's unique id and the teacher's whole answer (the SFT target when present).
 
 One row of a ranking ``.jsonl`` file::
 
@@ -16,7 +19,7 @@ One row of a ranking ``.jsonl`` file::
     "d1", "relevance": 3}], "teacher_order": ["d1", "d2"], "reasoning": "d1 answers the question directly."}
 
 A reasoning example (``REASONING_FEATURES``) has ``problem`` and ``answer`` (reference answer, both non-empty
-strings) and optional ``solution`` (worked solution) and ``id`` strings.
+strings) and optional ``solution`` (worked solution), ``id``, ``task`` and ``completion`` strings.
 
 ``load_dataset_file`` reads a ``.jsonl`` / ``.json`` file (one object per line, or one JSON array), a
 ``.parquet`` file, a ``save_to_disk`` folder (``Dataset`` or ``DatasetDict``, picking ``split``), a folder of
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from pathlib import Path
@@ -50,9 +54,15 @@ RANKING_FEATURES = Features(
         "labels": List({"doc_id": Value("string"), "relevance": Value("int32")}),
         "teacher_order": List(Value("string")),
         "reasoning": Value("string"),
+        "teacher_scores": List(Value("float64")),
+        "task": Value("string"),
+        "example_id": Value("string"),
+        "completion": Value("string"),
     }
 )
-REASONING_FEATURES = Features({name: Value("string") for name in ("problem", "answer", "solution", "id")})
+REASONING_FEATURES = Features(
+    {name: Value("string") for name in ("problem", "answer", "solution", "id", "task", "completion")}
+)
 
 
 class DataError(ValueError):
@@ -91,6 +101,12 @@ def _integer(value: Any, field: str) -> int:
     _fail(field, value, "an integer")
 
 
+def _number(value: Any, field: str) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    _fail(field, value, "a finite number")
+
+
 def _list(value: Any, field: str, optional: bool = False) -> list:
     if value is None and optional:
         return []
@@ -121,6 +137,7 @@ def _unique_ids(field: str, doc_ids: Iterable[str], known: set[str] | None = Non
     return seen
 
 
+_EXAMPLE_FIELDS = ("task", "example_id", "completion")
 _CANDIDATE = {"doc_id": _string, "text": partial(_string, empty_ok=True)}
 _LABEL = {"doc_id": _string, "relevance": _integer}
 
@@ -137,23 +154,27 @@ def _ranking_row(row: dict) -> dict:
     order = _list(row.get("teacher_order"), "teacher_order", optional=True)
     teacher_order = [_string(doc_id, f"teacher_order[{i}]") for i, doc_id in enumerate(order)]
     _unique_ids("teacher_order", teacher_order, known)
-    reasoning = _optional_string(row.get("reasoning"), "reasoning")
+    scores = _list(row.get("teacher_scores"), "teacher_scores", optional=True)
+    if scores and len(scores) != len(candidates):
+        raise _RowProblem("teacher_scores", f"has {len(scores)} scores for {len(candidates)} candidates")
     return {
         "query_id": query_id,
         "query": query,
         "candidates": candidates,
         "labels": labels,
         "teacher_order": teacher_order,
-        "reasoning": reasoning,
+        "reasoning": _optional_string(row.get("reasoning"), "reasoning"),
+        "teacher_scores": [_number(score, f"teacher_scores[{i}]") for i, score in enumerate(scores)],
+        **{name: _optional_string(row.get(name), name) for name in _EXAMPLE_FIELDS},
     }
 
 
 def _reasoning_row(row: dict) -> dict:
+    optional = ("solution", "id", "task", "completion")
     return {
         "problem": _string(row.get("problem"), "problem"),
         "answer": _string(row.get("answer"), "answer"),
-        "solution": _optional_string(row.get("solution"), "solution"),
-        "id": _optional_string(row.get("id"), "id"),
+        **{name: _optional_string(row.get(name), name) for name in optional},
     }
 
 

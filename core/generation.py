@@ -26,7 +26,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.integrations import is_deepspeed_zero3_enabled
 
-from tasks.prompts import Messages
+Messages = list[dict[str, str]]  # a chat prompt: {"role": ..., "content": ...} turns
 
 
 @dataclass(frozen=True)

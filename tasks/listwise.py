@@ -1,9 +1,11 @@
 """Listwise reranking in ReasonRank's format (arXiv 2508.07050 Fig. 12; code rerank/rank_listwise_os_llm.py).
 
 The model sees numbered passages ``[1]..[n]`` between a prefix and a suffix that both name the query, and
-answers ``<think>...</think><answer>[3] > [1] > ...</answer>``. Prompts are built from ranking examples
-(``core.data``); the SFT target comes from the teacher order when there is one, else from the labels;
-inference parses the answer leniently so every query gets a full permutation of its candidates.
+answers ``<think>...</think><answer>[3] > [1] > ...</answer>``. An example is a ranking row cut to its first
+``list_size`` candidates (ReasonRank §4.1: 20); the SFT target comes from the teacher order when there is
+one, else from the labels; GRPO scores with ReasonRank's multi-view reward; evaluation slides a window over
+the first-stage list (:mod:`tasks.sliding_window`), parsing each answer leniently so every query gets a
+full permutation of its candidates. Synthesis asks the teacher for a strict permutation.
 """
 
 from __future__ import annotations
@@ -11,9 +13,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
+from core.generation import Messages, Sampling
+from tasks.base import Parsed
 from tasks.parsers import MODES, parse_permutation, parse_think_answer
+from tasks.strategy import StrategyOptions
+from tasks.toy import make_toy_splits
 
 SYSTEM_PROMPT = (
     "You are RankLLM, an intelligent assistant that can rank passages based on their relevance to the query. "
@@ -51,8 +57,13 @@ class ListwiseTask:
     use_system_prompt: bool = True
     max_passage_words: int = 300
     answer_mode: str = "strict"
+    list_size: int = 20
 
-    name = "listwise"
+    name: ClassVar[str] = "listwise"
+    summary: ClassVar[str] = "ReasonRank: order n numbered passages, <answer>[3] > [1] > ...</answer>"
+    row_kind: ClassVar[str] = "ranking"
+    default_rewards: ClassVar[tuple[Any, ...]] = ("reasonrank",)
+    agreement: ClassVar[str] = "first"
 
     def __post_init__(self) -> None:
         if self.answer_mode not in MODES:
@@ -80,7 +91,16 @@ class ListwiseTask:
         phrases = {piece.rstrip(" ") for parts in pieces for piece in parts if len(piece.strip()) > 1}
         return sorted(phrases) + [f"[{i}]" for i in range(1, max_identifiers + 1)]
 
-    def prompt(self, example: Mapping[str, Any]) -> list[dict[str, str]]:
+    def examples(self, row: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str]:
+        """One example per row: its first ``list_size`` candidates and their labels."""
+        candidates = list(row["candidates"][: self.list_size])
+        kept = {candidate["doc_id"] for candidate in candidates}
+        labels = [label for label in row["labels"] if label["doc_id"] in kept]
+        teacher_order = [doc_id for doc_id in row.get("teacher_order") or [] if doc_id in kept]
+        example = {**row, "candidates": candidates, "labels": labels, "teacher_order": teacher_order}
+        return [{**example, "task": self.name, "example_id": str(row["query_id"])}], ""
+
+    def prompt(self, example: Mapping[str, Any]) -> Messages:
         """Chat messages for one ranking example."""
         passages = [candidate["text"] for candidate in example["candidates"]]
         messages = [{"role": "user", "content": self.user_message(example["query"], passages)}]
@@ -94,6 +114,8 @@ class ListwiseTask:
         Without a teacher order the labels only order the relevant passages (every unlabelled passage ties
         at 0), so the target lists just those; a ``partial``/``lenient`` parse appends the rest in order.
         """
+        if example.get("completion"):
+            return example["completion"]
         doc_ids = [candidate["doc_id"] for candidate in example["candidates"]]
         order = list(example.get("teacher_order") or [])
         if not order:
@@ -102,6 +124,45 @@ class ListwiseTask:
         position = {doc_id: i for i, doc_id in enumerate(doc_ids, start=1)}
         answer = " > ".join(f"[{position[doc_id]}]" for doc_id in order)
         return f"<think>{example.get('reasoning') or ''}</think>\n<answer>{answer}</answer>"
+
+    def parse(self, example: Mapping[str, Any], text: str) -> Parsed:
+        """The doc ids best first of an answer that passes ``answer_mode``, or the reason it does not."""
+        parsed = parse_think_answer(text)
+        if not parsed.ok:
+            return Parsed(reason=parsed.reason)
+        permutation = parse_permutation(parsed.answer, len(example["candidates"]), mode=self.answer_mode)
+        if permutation.order is None:
+            return Parsed(reason=permutation.reason)
+        doc_ids = [candidate["doc_id"] for candidate in example["candidates"]]
+        return Parsed(tuple(doc_ids[i] for i in permutation.order))
+
+    def reward_columns(self, example: Mapping[str, Any]) -> dict[str, Any]:
+        """Nothing beyond the example: ReasonRank's rewards read ``candidates``, ``labels`` and
+        ``teacher_order``."""
+        return {}
+
+    def strategy(self, options: StrategyOptions) -> Any:
+        """The sliding window over the first-stage list (ReasonRank §3: window 20, step 10)."""
+        from tasks.sliding_window import SlidingWindow
+
+        sampling = options.sampling(Sampling(max_new_tokens=1024))
+        return SlidingWindow(options.window, options.step, options.passes, options.parse, sampling, self)
+
+    def accept(self, example: Mapping[str, Any], value: Any) -> str | None:
+        """Any strict permutation; ReasonRank's self-consistency filter is synthesis's
+        (``data_synth.filters``)."""
+        return None
+
+    def teacher_example(
+        self, example: Mapping[str, Any], text: str, value: Any, values: Sequence[Any]
+    ) -> dict[str, Any]:
+        """The example with the teacher's order and reasoning (the target is rebuilt from them)."""
+        reasoning = parse_think_answer(text).think.strip()
+        return {**example, "teacher_order": list(value), "reasoning": reasoning, "completion": ""}
+
+    def toy_splits(self, num_train: int, num_heldout: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
+        """Toy ranking rows (:mod:`tasks.toy`) for training and held-out queries."""
+        return make_toy_splits(num_train, num_heldout, seed=seed)
 
     def rank(self, example: Mapping[str, Any], completion: str) -> tuple[list[str], bool]:
         """Doc ids best first from a completion (lenient repair) and whether it parsed without repair."""

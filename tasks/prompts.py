@@ -24,9 +24,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from core.generation import Messages
 from tasks.listwise import ListwiseTask
-
-Messages = list[dict[str, str]]
 
 R1_SYSTEM_PROMPT = (
     "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. The "

@@ -18,11 +18,11 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from core.generation import Generation, GenerationBackend, Sampling
-from tasks.prompts import Messages
+from core.generation import Generation, GenerationBackend, Messages, Sampling
+from core.recipe import described
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,47 @@ class Strategy(Protocol):
     def rerank(self, row: Mapping[str, Any]) -> QueryRun: ...
 
     def describe(self) -> dict[str, Any]: ...
+
+
+@dataclass
+class StrategyOptions:
+    """How a task's strategy ranks: the keys of a ``rankrl eval`` config (and of the config that
+    ``ranking_eval_config`` names for evaluation during training) that shape the ranking itself.
+
+    Each task reads the fields of its own strategy; sampling fields left at None take the task's paper
+    default (:meth:`sampling`)."""
+
+    window: int = described("Listwise: passages per window.", 20)
+    step: int = described("Listwise: ranks the window moves up between prompts.", 10)
+    passes: int = described("Listwise: back-to-front sweeps.", 1)
+    parse: str = described(
+        "Listwise: 'lenient' repairs an answer, 'strict' keeps the window order on a bad one.", "lenient"
+    )
+    num_child: int = described("Setwise: children per heap node (documents per prompt = num_child + 1).", 19)
+    top_k: int = described("Setwise: documents extracted by heapsort before stopping.", 10)
+    stages: str = described(
+        "Pointwise and rubric: depth@samples stages, e.g. '100@1,30@16' (Retro* multi-pass).", "100@1"
+    )
+    group_size: int = described("Groupwise: documents per prompt.", 20)
+    repeats: int = described("Groupwise: reshuffled repeats whose scores are averaged.", 1)
+    shuffle_groups: bool = described(
+        "Groupwise: random grouping (GroupRank) instead of first-stage order.", True
+    )
+    max_new_tokens: int | None = described("Generation budget per completion (None: the task's default).")
+    temperature: float | None = described("Sampling temperature, 0 = greedy (None: the task's default).")
+    top_p: float | None = described("Nucleus sampling p (None: the task's default).")
+    sample_top_k: int | None = described("Top-k sampling filter, 0 = off (None: the task's default).")
+    seed: int = described("Seed of sampling, group shuffles and the randomization test.", 0)
+
+    def sampling(self, default: Sampling) -> Sampling:
+        """The task's paper ``default`` with the sampling fields set here."""
+        given = {
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.sample_top_k,
+        }
+        return replace(default, **{name: value for name, value in given.items() if value is not None})
 
 
 @dataclass

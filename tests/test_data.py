@@ -42,7 +42,8 @@ def _row(query_id: str = "q1", **fields: object) -> dict:
 
 
 def _filled(row: dict) -> dict:
-    return {"teacher_order": [], "reasoning": "", **row}
+    empty = {"teacher_order": [], "reasoning": "", "teacher_scores": []}
+    return {**empty, "task": "", "example_id": "", "completion": "", **row}
 
 
 ROWS = [_row("q1", teacher_order=["d2", "d1"], reasoning="d2 is better"), _row("q2")]
@@ -224,7 +225,8 @@ def test_reasoning_round_trip_and_errors(tmp_path: Path) -> None:
     path = _write_jsonl(tmp_path / "math.jsonl", rows)
     ds = load_dataset_file(path, kind="reasoning")
     assert ds.features == REASONING_FEATURES
-    assert ds.to_list() == [{"solution": "", "id": "", **rows[0]}, rows[1]]
+    filled = {"solution": "", "id": "", "task": "", "completion": ""}
+    assert ds.to_list() == [{**filled, **rows[0]}, {**filled, **rows[1]}]
     validate_reasoning_dataset(ds, "memory")
     bad = _write_jsonl(tmp_path / "bad.jsonl", [{"problem": 3, "answer": "2"}])
     expected = "row 0: field 'problem' is 3 of type int (expected a non-empty string)"
@@ -271,7 +273,7 @@ def test_any_valid_rows_round_trip(rows: list[dict], suffix: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"train{suffix}"
         write_dataset(rows, path)
-        assert load_dataset_file(path).to_list() == rows
+        assert load_dataset_file(path).to_list() == [_filled(row) for row in rows]
 
 
 def _dl19_rows(count: int) -> tuple[list[dict], dict[str, dict[str, int]]]:

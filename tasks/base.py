@@ -1,0 +1,113 @@
+"""The Task protocol: everything a paradigm (listwise, setwise, pointwise, ...) means, in one object.
+
+A task is built from a recipe's ``task`` and ``task_args`` (:func:`tasks.get_task`) and is the only place
+that knows its paradigm. Synthesis, training and evaluation all call the same object, so the prompt a
+teacher labels, the prompt the policy trains on and the prompt evaluation ranks with are one rendering.
+
+What a task owns:
+
+- ``row_kind``: the dataset kind it reads (:mod:`core.data`: ``ranking`` or ``reasoning``).
+- :meth:`Task.examples`: the examples one source row gives (1 -> N: one per list, per (query, document),
+  per group, per problem). An example is a row of the same kind, its ``task`` column set to the task's name
+  and ``example_id`` unique; rows that already are this task's examples (``rankrl synth`` output) are used
+  as they are (:func:`expand_rows`).
+- :meth:`Task.prompt` (chat messages) and :meth:`Task.target` (the SFT completion: the teacher's
+  ``completion`` when there is one, else one built from the labels).
+- :meth:`Task.parse`: the never-raising parser of one model output, a :class:`Parsed` with a named failure
+  reason.
+- :meth:`Task.reward_columns`: the columns its GRPO rewards read besides the example's own, and
+  ``default_rewards``: the reward specs a recipe gets when it names none.
+- :meth:`Task.strategy`: how ``rankrl eval`` (and evaluation during training) ranks with it; None for
+  tasks evaluated by ``rankrl tts``.
+- synthesis: ``agreement`` (how a unit's teacher samples are combined: ``first``, ``majority`` or
+  ``consensus``), :meth:`Task.accept` (the task's own check of the agreed value) and
+  :meth:`Task.teacher_example` (the example with the teacher's answer, written by ``rankrl synth``).
+- :meth:`Task.toy_rows`: source rows for ``--smoke`` runs and tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+from core.generation import Messages
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """One parsed model output: ``value`` when it parsed, else None and ``reason`` naming why not."""
+
+    value: Any = None
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.reason
+
+
+class Task(Protocol):
+    """What synthesis, training and evaluation need from a task (see the module docstring)."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    row_kind: ClassVar[str]
+    default_rewards: ClassVar[tuple[Any, ...]]
+    agreement: ClassVar[str]
+
+    def examples(self, row: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str]: ...
+
+    def prompt(self, example: Mapping[str, Any]) -> Messages: ...
+
+    def target(self, example: Mapping[str, Any]) -> str: ...
+
+    def parse(self, example: Mapping[str, Any], text: str) -> Parsed: ...
+
+    def reward_columns(self, example: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def strategy(self, options: Any) -> Any: ...
+
+    def accept(self, example: Mapping[str, Any], value: Any) -> str | None: ...
+
+    def teacher_example(
+        self, example: Mapping[str, Any], text: str, value: Any, values: Sequence[Any]
+    ) -> dict[str, Any]: ...
+
+    def toy_rows(self, count: int, seed: int = 0) -> list[dict[str, Any]]: ...
+
+
+class ExampleError(ValueError):
+    """A dataset row that is another task's example; the message is one line."""
+
+
+def expand_rows(
+    task: Task, rows: Iterable[Mapping[str, Any]], source: str = "dataset"
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The task's examples of ``rows`` and how many rows gave none, by reason (nothing dropped silently).
+
+    A row whose ``task`` column names this task is already an example and is kept as it is; a row with
+    another task's name is a one-line :class:`ExampleError`; any other row is expanded by
+    :meth:`Task.examples`.
+    """
+    examples: list[dict[str, Any]] = []
+    dropped: dict[str, int] = {}
+    for number, row in enumerate(rows):
+        made_for = row.get("task") or ""
+        if made_for == task.name:
+            examples.append(dict(row))
+            continue
+        if made_for:
+            raise ExampleError(
+                f"{source} row {number}: field 'task' is {made_for!r} (expected {task.name!r} examples or "
+                "source rows without a task)"
+            )
+        made, reason = task.examples(row)
+        if not made:
+            dropped[reason] = dropped.get(reason, 0) + 1
+        examples.extend(made)
+    return examples, dropped
+
+
+def assistant_turn(messages: Messages, text: str) -> Messages:
+    """``messages`` followed by the assistant's ``text`` (an SFT conversation)."""
+    return [*messages, {"role": "assistant", "content": text.strip()}]
