@@ -22,7 +22,8 @@ What a task owns:
 - synthesis: ``agreement`` (how a unit's teacher samples are combined: ``first``, ``majority`` or
   ``consensus``), :meth:`Task.accept` (the task's own check of the agreed value) and
   :meth:`Task.teacher_example` (the example with the teacher's answer, written by ``rankrl synth``).
-- :meth:`Task.toy_rows`: source rows for ``--smoke`` runs and tests.
+- :meth:`Task.toy_splits`: source rows (train, held-out) for ``--smoke`` runs, the demo and tests, and
+  :meth:`Task.template_phrases`: the prompt's constant stretches a tiny test tokenizer keeps whole.
 """
 
 from __future__ import annotations
@@ -73,7 +74,9 @@ class Task(Protocol):
         self, example: Mapping[str, Any], text: str, value: Any, values: Sequence[Any]
     ) -> dict[str, Any]: ...
 
-    def toy_rows(self, count: int, seed: int = 0) -> list[dict[str, Any]]: ...
+    def toy_splits(self, num_train: int, num_heldout: int, seed: int = 0) -> tuple[list, list]: ...
+
+    def template_phrases(self) -> list[str]: ...
 
 
 class ExampleError(ValueError):
