@@ -23,9 +23,10 @@ from core.recipe import apply_overrides, read_yaml
 from rankrl.demo_report import plot_history, results_table
 from rankrl.smoke import prepare_toy_workspace
 from tasks import get_task
+from tasks.strategy import StrategyOptions
 from trainers import grpo, sft
 from trainers.configs import build_stage_configs
-from trainers.evaluate import evaluate_rankings, random_order_ndcg
+from trainers.evaluate import evaluate_with_strategy, random_order_ndcg
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes" / "demo"
 NUM_TRAIN = 25_600
@@ -48,7 +49,8 @@ def _train_stage(stage: ModuleType, recipe: Path, overrides: dict[str, Any]) -> 
 
 def _evaluate(label: str, model_dir: Path, rows: list[dict], task: Any, console: Console) -> float:
     model = AutoModelForCausalLM.from_pretrained(model_dir)
-    result = evaluate_rankings(model, AutoTokenizer.from_pretrained(model_dir), rows, task)
+    strategy = task.strategy(StrategyOptions(max_new_tokens=64))
+    result = evaluate_with_strategy(model, AutoTokenizer.from_pretrained(model_dir), rows, strategy)
     console.print(f"  held-out nDCG@10 {label}: [bold]{result.ndcg:.3f}[/] (repaired: {result.repaired:.1%})")
     return result.ndcg
 

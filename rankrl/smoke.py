@@ -15,7 +15,7 @@ import torch
 
 from core.data import write_dataset
 from core.tiny import TinyModelSpec, build_tiny_model
-from tasks.toy import make_toy_splits
+from tasks import Task, expand_rows
 
 TOKENIZER_SAMPLE_ROWS = 2000
 
@@ -31,24 +31,26 @@ class ToyWorkspace:
 
 def prepare_toy_workspace(
     workdir: str | Path,
-    task: Any,
+    task: Task,
     num_train: int,
     num_heldout: int,
     seed: int = 0,
     spec: TinyModelSpec | None = None,
 ) -> ToyWorkspace:
-    """Write toy train / held-out data and build a tiny model for ``task`` under ``workdir``."""
+    """Write the task's toy train / held-out rows and build a tiny model whose tokenizer was trained on the
+    task's prompts and targets, under ``workdir``."""
     workdir = Path(workdir)
-    train_rows, heldout_rows = make_toy_splits(num_train, num_heldout, seed=seed)
+    train_rows, heldout_rows = task.toy_splits(num_train, num_heldout, seed=seed)
     workspace = ToyWorkspace(
         workdir / "tiny-model", workdir / "data/train.jsonl", workdir / "data/heldout.jsonl"
     )
     workspace.train_path.parent.mkdir(parents=True, exist_ok=True)
-    write_dataset(train_rows, workspace.train_path)
-    write_dataset(heldout_rows, workspace.heldout_path)
+    write_dataset(train_rows, workspace.train_path, kind=task.row_kind)
+    write_dataset(heldout_rows, workspace.heldout_path, kind=task.row_kind)
+    examples, _ = expand_rows(task, train_rows[:TOKENIZER_SAMPLE_ROWS])
     texts = [
-        task.user_message(row["query"], [c["text"] for c in row["candidates"]]) + task.target(row)
-        for row in train_rows[:TOKENIZER_SAMPLE_ROWS]
+        "\n".join(m["content"] for m in task.prompt(example) if m["role"] == "user") + task.target(example)
+        for example in examples
     ]
     build_tiny_model(workspace.model_dir, texts, spec, phrases=task.template_phrases(), seed=seed)
     return workspace

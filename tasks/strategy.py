@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
 
 from core.generation import Generation, GenerationBackend, Messages, Sampling
@@ -191,3 +191,12 @@ def _generate_round(active: dict[int, _Active], backend: GenerationBackend) -> N
             result.generated_tokens += sum(sample.num_tokens for sample in samples)
             result.latency_s += share
             active[index].answers[position] = samples
+
+
+def strategy_options(config: Mapping[str, Any], source: str) -> StrategyOptions:
+    """The :class:`StrategyOptions` keys of a flat ``rankrl eval`` config; its other keys are ignored here."""
+    from core.recipe import build_configs
+
+    names = {f.name for f in fields(StrategyOptions)}
+    (options,) = build_configs({k: v for k, v in config.items() if k in names}, (StrategyOptions,), source)
+    return options

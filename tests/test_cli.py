@@ -98,7 +98,7 @@ def test_train_recipe_help_lists_every_key_of_its_stage_with_its_help(capsys, re
     assert "--smoke" in out and f"{group} keys:" in out and "ScriptArguments keys:" in out
     assert "ModelConfig keys:" in out and stage_key in out and "--ranking_eval_config" in out
     assert "--learning_rate" in out and "The initial learning rate for AdamW" in out
-    assert "--task TASK" in out and "Task that builds prompts and parses answers" in out
+    assert "--task TASK" in out and "builds the examples, prompts, targets and the parser" in out
     assert "resume_from_checkpoint is ignored by rankrl" in out
 
 

@@ -230,16 +230,15 @@ def test_in_training_evaluation_runs_the_same_strategy(bench, model):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from core.generation import Sampling
-    from tasks.listwise import ListwiseTask
     from tasks.sliding_window import SlidingWindow
-    from trainers.evaluate import RankingEvalCallback, evaluate_rankings
+    from trainers.evaluate import RankingEvalCallback, evaluate_with_strategy
 
     rows = read_trec(bench.topics, bench.qrels, bench.run, read_corpus(bench.corpus), depth=12)
     policy, tokenizer = AutoModelForCausalLM.from_pretrained(model), AutoTokenizer.from_pretrained(model)
     one_window = SlidingWindow(window=20, sampling=Sampling(max_new_tokens=8))
     logged = []
     trainer = type("Trainer", (), {"model": policy, "processing_class": tokenizer, "log": logged.append})()
-    callback = RankingEvalCallback(trainer, rows, ListwiseTask(), every=1, strategy=one_window)
+    callback = RankingEvalCallback(trainer, rows, one_window, every=1)
     callback.on_step_end(None, type("State", (), {"global_step": 1})(), None)
-    direct = evaluate_rankings(policy, tokenizer, rows, ListwiseTask(), max_new_tokens=8)
+    direct = evaluate_with_strategy(policy, tokenizer, rows, one_window)
     assert logged == [{"eval_ndcg@10": direct.ndcg, "eval_repaired": direct.repaired}]

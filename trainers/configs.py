@@ -65,13 +65,19 @@ class ScriptArguments:
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Use only the first N training rows (None: all)."}
     )
-    task: str = field(default="listwise", metadata={"help": "Task that builds prompts and parses answers."})
+    task: str = field(
+        default="listwise",
+        metadata={"help": "Task (`rankrl tasks`): builds the examples, prompts, targets and the parser."},
+    )
     task_args: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "Options of the task, e.g. {use_system_prompt: false}."}
     )
-    rewards: list[Any] = field(
-        default_factory=lambda: ["reasonrank"],
-        metadata={"help": "GRPO rewards: registered names, dotted paths or {name, weight, args} mappings."},
+    rewards: list[Any] | None = field(
+        default=None,
+        metadata={
+            "help": "GRPO rewards: registered names, dotted paths or {name, weight, args} mappings "
+            "(None: the task's default rewards)."
+        },
     )
     launch: str | None = field(
         default=None,
@@ -107,13 +113,20 @@ class ScriptArguments:
     ranking_eval_config: str | None = field(
         default=None,
         metadata={
-            "help": "A `rankrl eval` config (YAML) whose strategy ranks the held-out rows during and after "
-            "training, so those numbers mean what the final evaluation's do; default: one greedy "
-            "completion of the task prompt per row."
+            "help": "A `rankrl eval` config (YAML) whose strategy options rank the held-out rows during and "
+            "after training with this recipe's task, so those numbers mean what the final evaluation's do; "
+            "default: the task's strategy with its default options and eval_max_new_tokens."
         },
     )
     eval_max_samples: int = field(
         default=200, metadata={"help": "Held-out rows used by the in-training nDCG evaluation."}
+    )
+    eval_max_new_tokens: int = field(
+        default=64,
+        metadata={
+            "help": "Generation budget of each completion of the held-out evaluation when no "
+            "ranking_eval_config is set (with one, that config's budget or the task's paper default)."
+        },
     )
 
 

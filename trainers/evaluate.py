@@ -1,10 +1,11 @@
-"""Held-out evaluation of a listwise reranker: greedy generation, lenient parsing, trec_eval nDCG@k.
+"""Held-out evaluation of a reranker during and after training: a task's strategy, trec_eval nDCG@k.
 
-The same function scores the demo's three stages and the in-training callback, so an nDCG logged during
-training means what the final number means; the callback can also run any ``rankrl eval`` strategy
-(:mod:`evaluation`). Generation goes through :class:`core.generation.HFBackend`,
-batched across queries with left padding; an answer that needs repair (or has none) is still ranked by the
-lenient parser and counted in ``repaired``.
+The same function scores the demo's stages, the in-training callback and the end of a training run, with
+the strategy the task builds (:meth:`tasks.base.Task.strategy`; for listwise rows of at most 20 candidates
+one greedy completion of the training prompt, parsed leniently), or the one a ``rankrl eval`` config
+describes, so an nDCG logged during training means what ``rankrl eval`` reports. Generation goes through
+:class:`core.generation.HFBackend`, batched across queries with left padding; a model output that needed
+repair or fell back is counted in ``repaired``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
 from core.data import labels_to_qrels
-from core.generation import HFBackend, Sampling, generate_texts
+from core.generation import HFBackend
 from rewards.metrics import ndcg_at_k_batch
 from tasks.strategy import Strategy, rerank_rows
 
@@ -30,38 +31,6 @@ class RankingEval:
     ndcg: float
     repaired: float
     num_queries: int
-
-
-def generate_completions(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    prompts: Sequence[list[dict[str, str]]],
-    batch_size: int = 64,
-    max_new_tokens: int = 64,
-) -> list[str]:
-    """Greedy completions for chat prompts through :class:`core.generation.HFBackend`
-    (left padding, lockstep generation under ZeRO-3, model mode and padding side restored)."""
-    return generate_texts(HFBackend(model, tokenizer, batch_size), prompts, Sampling(max_new_tokens))
-
-
-def evaluate_rankings(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    rows: Sequence[dict[str, Any]],
-    task: Any,
-    k: int = 10,
-    batch_size: int = 64,
-    max_new_tokens: int = 64,
-) -> RankingEval:
-    """nDCG@k of the model's rankings of ``rows`` (ranking examples) against their graded labels."""
-    completions = generate_completions(
-        model, tokenizer, [task.prompt(row) for row in rows], batch_size, max_new_tokens
-    )
-    ranked = [task.rank(row, completion) for row, completion in zip(rows, completions, strict=True)]
-    qrels = [labels_to_qrels(row["labels"]) for row in rows]
-    scores = ndcg_at_k_batch([ranking for ranking, _ in ranked], qrels, k)
-    repaired = sum(not clean for _, clean in ranked) / max(len(rows), 1)
-    return RankingEval(float(np.mean(scores)) if len(rows) else 0.0, repaired, len(rows))
 
 
 def evaluate_with_strategy(
@@ -98,30 +67,18 @@ def random_order_ndcg(
 class RankingEvalCallback(TrainerCallback):
     """Log held-out ``eval_ndcg@k`` every ``every`` steps through the trainer's ``report_to`` loggers.
 
-    With a ``strategy`` (any of :mod:`evaluation`, built by
-    :func:`evaluation.config.build_strategy`) the rows are ranked exactly as ``rankrl eval`` ranks
-    them, so the in-training number means what the final evaluation's does; without one, by one greedy
-    completion of the task's prompt per row. Every process generates for the same rows (all ranks must join
-    ``generate`` under ZeRO-3); the trainer logs from the main process only.
+    The rows are ranked by ``strategy`` (:func:`trainers.pipeline.evaluation_strategy`), the way
+    ``rankrl eval`` ranks them. Every process generates for the same rows (all ranks must join ``generate``
+    under ZeRO-3); the trainer logs from the main process only.
     """
 
     def __init__(
-        self,
-        trainer: Any,
-        rows: Sequence[dict[str, Any]],
-        task: Any,
-        every: int,
-        k: int = 10,
-        strategy: Strategy | None = None,
+        self, trainer: Any, rows: Sequence[dict[str, Any]], strategy: Strategy, every: int, k: int = 10
     ):
-        self.trainer, self.rows, self.task, self.every, self.k = trainer, list(rows), task, every, k
-        self.strategy = strategy
+        self.trainer, self.rows, self.strategy, self.every, self.k = trainer, list(rows), strategy, every, k
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.every and state.global_step % self.every == 0:
             model, tokenizer = self.trainer.model, self.trainer.processing_class
-            if self.strategy is None:
-                result = evaluate_rankings(model, tokenizer, self.rows, self.task, self.k)
-            else:
-                result = evaluate_with_strategy(model, tokenizer, self.rows, self.strategy, self.k)
+            result = evaluate_with_strategy(model, tokenizer, self.rows, self.strategy, self.k)
             self.trainer.log({f"eval_ndcg@{self.k}": result.ndcg, "eval_repaired": result.repaired})

@@ -1,11 +1,12 @@
 """GRPO for rerankers over TRL's ``GRPOTrainer``, with rewards resolved by name from the recipe.
 
-Each ranking example becomes a prompt; its other columns (candidates, labels, teacher order) reach the
-reward functions as keyword arguments, one entry per completion. The recipe's ``rewards`` entries carry
-their weights (TRL's ``reward_weights``); TRL logs each reward as ``rewards/<name>/mean`` through
-``report_to``. The trainer is :class:`trainers.trl_overrides.RankRLGRPOTrainer`: group-aware and
-cross-prompt rewards are scored on the batch gathered from all processes, and ``group_by_query: true``
-keeps the prompts of a query in one generation batch.
+Each of the task's examples becomes a prompt; its columns and the task's reward columns (candidates,
+labels, teacher order, a gold label, ...) reach the reward functions as keyword arguments, one entry per
+completion. The recipe's ``rewards`` (by default the task's) carry their weights (TRL's
+``reward_weights``); TRL logs each reward as ``rewards/<name>/mean`` through ``report_to``. The trainer is
+:class:`trainers.trl_overrides.RankRLGRPOTrainer`: group-aware and cross-prompt rewards are scored on the
+batch gathered from all processes, and ``group_by_query: true`` keeps the prompts of a query in one
+generation batch.
 
     rankrl train recipes/demo/grpo.yaml
     accelerate launch --config_file recipes/accelerate/zero2.yaml -m trainers.grpo RECIPE.yaml key=value
@@ -33,10 +34,10 @@ def main(
     script_args: ScriptArguments, training_args: GRPOConfig, model_args: ModelConfig
 ) -> RankRLGRPOTrainer:
     """Optimise the recipe's rewards with GRPO starting from ``model_args.model_name_or_path``."""
-    reward_funcs, training_args.reward_weights = resolve_rewards(script_args.rewards)
-    training_args.use_vllm = uses_vllm(script_args.generation_backend)
     task, rows = setup(script_args, training_args)
-    dataset = rows.map(lambda row: {"prompt": task.prompt(row)})
+    reward_funcs, training_args.reward_weights = resolve_rewards(script_args.rewards or task.default_rewards)
+    training_args.use_vllm = uses_vllm(script_args.generation_backend)
+    dataset = rows.map(lambda row: {"prompt": task.prompt(row), **task.reward_columns(row)})
     trainer = RankRLGRPOTrainer(
         reward_funcs=reward_funcs,
         group_by_query=script_args.group_by_query,

@@ -1,4 +1,5 @@
-"""What the SFT and GRPO entry scripts share: argument parsing, data, the task, training and saving."""
+"""What the SFT and GRPO entry scripts share: argument parsing, the task and its examples, training, saving
+and the held-out evaluation."""
 
 from __future__ import annotations
 
@@ -15,11 +16,11 @@ from trl import ModelConfig, get_peft_config
 from core.data import load_dataset_file
 from core.models import load_model, load_tokenizer
 from core.recipe import RecipeError, apply_overrides, build_configs, read_yaml, recipe_help
-from evaluation.config import load_strategy
-from tasks import get_task
+from tasks import Task, expand_rows, get_task
+from tasks.strategy import Strategy, StrategyOptions, strategy_options
 from trainers.collectives import describe_collective_failure, start_cpu_process_group
 from trainers.configs import REFUSED_KEYS, ScriptArguments
-from trainers.evaluate import RankingEvalCallback, evaluate_rankings, evaluate_with_strategy
+from trainers.evaluate import RankingEvalCallback, evaluate_with_strategy
 from trainers.modeling import save_merged_base
 from trainers.progress import progress_callbacks
 from trainers.throughput import ThroughputCallback
@@ -46,18 +47,43 @@ def parse_args(argv: Sequence[str], training_config_class: type) -> tuple[Script
     return build_configs(config, config_types, recipe, REFUSED_KEYS)
 
 
-def setup(script_args: ScriptArguments, training_args: Any) -> tuple[Any, Dataset]:
-    """Seed, logging, the task and the validated training rows."""
+def setup(script_args: ScriptArguments, training_args: Any) -> tuple[Task, Dataset]:
+    """Seed, logging, the recipe's task and its training examples (rows that give none are counted)."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     set_seed(training_args.seed)
     if not script_args.dataset:
         raise RecipeError(
             "recipe: key 'dataset' is not set (a .jsonl/.parquet file, a dataset folder or a Hub id)"
         )
-    rows = load_dataset_file(script_args.dataset, split=script_args.dataset_split)
+    task = get_task(script_args.task, **script_args.task_args)
+    examples = load_examples(task, script_args.dataset, script_args.dataset_split)
     if script_args.max_train_samples:
-        rows = rows.select(range(min(script_args.max_train_samples, len(rows))))
-    return get_task(script_args.task, **script_args.task_args), rows
+        examples = examples[: script_args.max_train_samples]
+    return task, Dataset.from_list(examples)
+
+
+def load_examples(task: Task, path: str, split: str = "train") -> list[dict[str, Any]]:
+    """The ``task``'s examples of the dataset at ``path``; rows that give none are logged by reason."""
+    rows = load_dataset_file(path, kind=task.row_kind, split=split)
+    examples, dropped = expand_rows(task, rows, path)
+    for reason, count in dropped.items():
+        logger.warning("%s: %d rows give no %s example (%s)", path, count, task.name, reason)
+    if not examples:
+        raise RecipeError(f"{path}: no {task.name} examples (rows without any: {dropped})")
+    return examples
+
+
+def evaluation_strategy(script_args: ScriptArguments, task: Task) -> Strategy | None:
+    """How held-out rows are ranked: the task's strategy with the options of ``ranking_eval_config`` (a
+    ``rankrl eval`` config) or the defaults with ``eval_max_new_tokens``; None for a task that ranks
+    nothing (math, evaluated by ``rankrl tts``)."""
+    path = script_args.ranking_eval_config
+    if path:
+        config = read_yaml(path)
+        if config.get("task", task.name) != task.name:
+            raise RecipeError(f"{path}: key 'task' is {config['task']!r} but the recipe trains {task.name!r}")
+        return task.strategy(strategy_options(config, path))
+    return task.strategy(StrategyOptions(max_new_tokens=script_args.eval_max_new_tokens))
 
 
 def policy(model_args: ModelConfig) -> dict[str, Any]:
@@ -69,14 +95,17 @@ def policy(model_args: ModelConfig) -> dict[str, Any]:
     }
 
 
-def train_and_save(trainer: Trainer, script_args: ScriptArguments, task: Any) -> dict[str, float]:
+def train_and_save(trainer: Trainer, script_args: ScriptArguments, task: Task) -> dict[str, float]:
     """Train (resuming from the last checkpoint if asked), save model and tokenizer, then evaluate."""
-    eval_rows = load_dataset_file(script_args.eval_dataset).to_list() if script_args.eval_dataset else []
-    eval_rows = eval_rows[: script_args.eval_max_samples]
-    strategy = load_strategy(script_args.ranking_eval_config) if script_args.ranking_eval_config else None
+    strategy = evaluation_strategy(script_args, task)
+    eval_rows = []
+    if script_args.eval_dataset and strategy is not None:
+        eval_rows = load_dataset_file(script_args.eval_dataset).to_list()[: script_args.eval_max_samples]
+    elif script_args.eval_dataset:
+        logger.warning("task %r ranks nothing: evaluate its output with `rankrl tts`", task.name)
     if eval_rows and script_args.eval_steps_ndcg:
         every = script_args.eval_steps_ndcg
-        trainer.add_callback(RankingEvalCallback(trainer, eval_rows, task, every, strategy=strategy))
+        trainer.add_callback(RankingEvalCallback(trainer, eval_rows, strategy, every))
     throughput = ThroughputCallback(trainer)
     trainer.add_callback(throughput)
     progress = progress_callbacks(script_args.stage, script_args.rich_progress)
@@ -94,12 +123,7 @@ def train_and_save(trainer: Trainer, script_args: ScriptArguments, task: Any) ->
     save_merged_base(trainer, output_dir)
     trainer.save_model(output_dir)
     if eval_rows:
-        model, tokenizer = trainer.model, trainer.processing_class
-        final = (
-            evaluate_with_strategy(model, tokenizer, eval_rows, strategy)
-            if strategy
-            else evaluate_rankings(model, tokenizer, eval_rows, task)
-        )
+        final = evaluate_with_strategy(trainer.model, trainer.processing_class, eval_rows, strategy)
         metrics["eval_ndcg@10"] = final.ndcg
         trainer.log({"eval_ndcg@10": final.ndcg, "eval_repaired": final.repaired})
     trainer.save_metrics("train", metrics)

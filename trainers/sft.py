@@ -1,8 +1,8 @@
-"""Supervised fine-tuning of a reranker on teacher rankings (and reasoning), over TRL's ``SFTTrainer``.
+"""Supervised fine-tuning of a reranker or reasoner over TRL's ``SFTTrainer``.
 
-Each ranking example becomes a prompt-completion pair: the task's prompt (ReasonRank's listwise format by
-default) and its target ``<think>reasoning</think><answer>[3] > [1] > ...</answer>``. TRL computes the loss
-on the completion tokens only.
+Each of the task's examples becomes a prompt-completion pair: the task's prompt and its target (the
+teacher's answer from ``rankrl synth``, or one built from the labels; listwise: ``<think>reasoning</think>
+<answer>[3] > [1] > ...</answer>``). TRL computes the loss on the completion tokens only.
 
     rankrl train recipes/demo/sft.yaml
     accelerate launch --config_file recipes/accelerate/ddp.yaml -m trainers.sft RECIPE.yaml key=value
