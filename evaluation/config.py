@@ -1,26 +1,23 @@
 """The ``rankrl eval`` configuration: one flat dataclass, read from YAML and ``key=value`` overrides the way
 recipes are (:func:`core.recipe.build_configs`), and the strategy it describes.
 
-Sampling fields left at None take the strategy's paper default (listwise: greedy, 1024 new tokens; setwise:
-greedy, 2048; pointwise ERank: greedy with log-probabilities, 4096; Retro*: temperature 0.6, top-k 40, 4096;
-groupwise: temperature 0.3, top-p 0.8, 8000).
+The ranking is the recipe task's (``task``, ``task_args``: the same object, so the same prompt, as training
+and synthesis build) with the strategy options of :class:`tasks.strategy.StrategyOptions`, which
+:class:`EvalConfig` extends. Sampling fields left at None take the task's paper default (listwise: greedy,
+1024 new tokens; setwise: greedy, 2048; pointwise ERank: greedy with log-probabilities, 4096; rubric
+Retro*: temperature 0.6, top-k 40, 4096; groupwise: temperature 0.3, top-p 0.8, 8000).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from core.recipe import described
 from evaluation.fusion import METHODS
-from tasks.group_scoring import Groupwise
-from tasks.heapsort import SetwiseHeapsort
-from tasks.listwise import ListwiseTask
-from tasks.pointwise_scoring import Pointwise, parse_stages
-from tasks.sliding_window import SlidingWindow
-from tasks.strategy import Strategy
+from tasks import TASKS, Task, get_task
+from tasks.strategy import Strategy, StrategyOptions
 
-STRATEGIES = ("listwise", "setwise", "pointwise", "groupwise")
 ENGINES = ("auto", "vllm", "hf")
 DEFAULT_MEASURES = [
     "ndcg_cut_1", "ndcg_cut_5", "ndcg_cut_10", "recall_10", "recall_20", "recall_100", "recip_rank", "map",
@@ -28,7 +25,7 @@ DEFAULT_MEASURES = [
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(StrategyOptions):
     """Everything one evaluation needs; every field is a YAML key and a ``key=value`` override."""
 
     model: str | None = described("Checkpoint folder or Hub id of the reranker (any rankrl output).")
@@ -54,34 +51,17 @@ class EvalConfig:
         "score that run (false: only the reranked top DEPTH).",
         True,
     )
-    strategy: str = described(f"Ranking strategy: one of {', '.join(STRATEGIES)}.", "listwise")
-    window: int = described("Listwise: passages per window.", 20)
-    step: int = described("Listwise: ranks the window moves up between prompts.", 10)
-    passes: int = described("Listwise: back-to-front sweeps.", 1)
-    parse: str = described(
-        "Listwise: 'lenient' repairs an answer, 'strict' keeps the window order on a bad one.", "lenient"
+    task: str = described(
+        f"Task whose strategy ranks (`rankrl tasks`): one of {', '.join(TASKS)}; the training recipe's.",
+        "listwise",
     )
-    num_child: int = described("Setwise: children per heap node (documents per prompt = num_child + 1).", 19)
-    top_k: int = described("Setwise: documents extracted by heapsort before stopping.", 10)
+    task_args: dict[str, Any] = described(
+        "Options of the task, the training recipe's task_args (e.g. {max_passage_words: 300}).",
+        default_factory=dict,
+    )
     scorer: str = described(
         "Pointwise: 'erank' (s * p(s), 0-10) or 'retro' (mean of sampled 0-100 scores).", "erank"
     )
-    stages: str = described(
-        "Pointwise: depth@samples stages, e.g. '100@1,30@16' (Retro* multi-pass).", "100@1"
-    )
-    instruction: str = described(
-        "Pointwise: relevance definition in the prompt ('' = the paper's default).", ""
-    )
-    group_size: int = described("Groupwise: documents per prompt.", 20)
-    repeats: int = described("Groupwise: reshuffled repeats whose scores are averaged.", 1)
-    shuffle_groups: bool = described(
-        "Groupwise: random grouping (GroupRank) instead of first-stage order.", True
-    )
-    max_passage_words: int = described("Passages are cut to this many words in every prompt.", 300)
-    max_new_tokens: int | None = described("Generation budget per completion (None: the strategy's default).")
-    temperature: float | None = described("Sampling temperature, 0 = greedy (None: the strategy's default).")
-    top_p: float | None = described("Nucleus sampling p (None: the strategy's default).")
-    sample_top_k: int | None = described("Top-k sampling filter, 0 = off (None: the strategy's default).")
     fusion: str = described(f"Fuse with first-stage scores: one of {', '.join(METHODS)}.", "none")
     fusion_weight: float = described(
         "Weight of the first-stage score in the fusion (Rank-R1 0.1, ERank 0.2).", 0.1
@@ -107,7 +87,6 @@ class EvalConfig:
         "Skip bad run lines / topics and count them in the manifest instead of failing.", False
     )
     resume: bool = described("Reuse the per-query cache in output_dir from an interrupted run.", True)
-    seed: int = described("Seed of sampling, group shuffles and the randomization test.", 0)
     dtype: str = described("Model dtype: auto, bfloat16, float16 or float32.", "auto")
     engine: str = described(
         "Generation engine: auto (vLLM when installed, else transformers), vllm or hf.", "auto"
@@ -115,46 +94,18 @@ class EvalConfig:
     run_tag: str = described("Tag written in the last column of the TREC run.", "rankrl")
 
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy {self.strategy!r}; expected one of {', '.join(STRATEGIES)}")
         if self.fusion not in METHODS:
             raise ValueError(f"fusion {self.fusion!r}; expected one of {', '.join(METHODS)}")
         if bad := [name for name in self.robustness if name not in ("shuffled", "reversed")]:
             raise ValueError(f"robustness {bad[0]!r}; expected 'shuffled' or 'reversed'")
-        parse_stages(self.stages)
+        if self.task_object().strategy(self) is None:
+            raise ValueError(f"task {self.task!r} ranks nothing: evaluate it with `rankrl tts`")
 
-    def sampling_overrides(self) -> dict[str, Any]:
-        """The sampling fields set explicitly, under :class:`Sampling`'s names."""
-        given = {
-            "max_new_tokens": self.max_new_tokens,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "top_k": self.sample_top_k,
-        }
-        return {name: value for name, value in given.items() if value is not None}
+    def task_object(self) -> Task:
+        """The task built from ``task`` and ``task_args`` (one-line ValueError on unknown ones)."""
+        return get_task(self.task, **self.task_args)
 
 
 def build_strategy(config: EvalConfig) -> Strategy:
-    """The strategy ``config`` describes, with its paper's sampling defaults unless overridden."""
-    words = config.max_passage_words
-    if config.strategy == "listwise":
-        task = ListwiseTask(max_passage_words=words)
-        strategy: Any = SlidingWindow(config.window, config.step, config.passes, config.parse, task=task)
-    elif config.strategy == "setwise":
-        strategy = SetwiseHeapsort(config.num_child, config.top_k, words)
-    elif config.strategy == "pointwise":
-        stages = tuple(parse_stages(config.stages))
-        strategy = Pointwise.paper_defaults(
-            config.scorer, stages=stages, instruction=config.instruction, max_passage_words=words
-        )
-    else:
-        strategy = Groupwise(config.group_size, config.repeats, config.shuffle_groups, config.seed, words)
-    return replace(strategy, sampling=replace(strategy.sampling, **config.sampling_overrides()))
-
-
-def load_strategy(path: str) -> Strategy:
-    """The strategy of the ``rankrl eval`` config file at ``path`` (its other keys are ignored here)."""
-    from core.recipe import build_configs, read_yaml
-
-    (config,) = build_configs(read_yaml(path), (EvalConfig,), path)
-    return build_strategy(config)
+    """The strategy of ``config``'s task with ``config``'s options and the task's sampling defaults."""
+    return config.task_object().strategy(config)

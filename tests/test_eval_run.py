@@ -62,19 +62,19 @@ STRATEGIES = [
     ("listwise", {}),
     ("listwise", {"parse": "strict", "passes": 2, "window": 10, "step": 5}),
     ("setwise", {"num_child": 4, "top_k": 5}),
-    ("pointwise", {"scorer": "erank", "fusion": "zscore", "fusion_weight": 0.2}),
-    ("pointwise", {"scorer": "retro", "stages": "12@1,4@2", "depth": 12, "temperature": 0.7}),
+    ("pointwise", {"fusion": "zscore", "fusion_weight": 0.2}),
+    ("rubric", {"stages": "12@1,4@2", "depth": 12, "temperature": 0.7}),
     ("groupwise", {"group_size": 10, "repeats": 2, "fusion": "minmax"}),
 ]
 
 
 @pytest.mark.parametrize(
-    ("strategy", "settings"), STRATEGIES, ids=[f"{s}-{i}" for i, (s, _) in enumerate(STRATEGIES)]
+    ("task", "settings"), STRATEGIES, ids=[f"{s}-{i}" for i, (s, _) in enumerate(STRATEGIES)]
 )
-def test_each_strategy_on_the_tiny_model_writes_a_permutation_per_query(
-    bench, model, tmp_path, strategy, settings
+def test_each_task_s_strategy_on_the_tiny_model_writes_a_permutation_per_query(
+    bench, model, tmp_path, task, settings
 ):
-    manifest = run_eval(config(bench, tmp_path, model=model, strategy=strategy, **settings))
+    manifest = run_eval(config(bench, tmp_path, model=model, task=task, **settings))
     first_stage = read_run_file(bench.run)
     reranked = read_run_file(tmp_path / "run.trec")
     assert reranked.keys() == first_stage.keys()
@@ -85,7 +85,7 @@ def test_each_strategy_on_the_tiny_model_writes_a_permutation_per_query(
     assert manifest["metrics"]["reranked"] == pytest.approx(
         {**manifest["metrics"]["reranked"], **written}, abs=1e-12
     )
-    assert manifest["strategy"]["strategy"] == strategy and manifest["cost"]["generated_tokens"] > 0
+    assert manifest["config"]["task"] == task and manifest["cost"]["generated_tokens"] > 0
     assert manifest["inputs"]["checksums"]["run"] and manifest["versions"]["transformers"]
     requests = read_rankllm_requests(tmp_path / "results.json")
     assert [[c["doc_id"] for c in r["candidates"]] for r in requests] == [
@@ -122,7 +122,8 @@ def identity(messages) -> str:
     ("line", "kind", "message"),
     [
         ("q0 Q0 nowhere 1 9 x", "docs_missing_from_corpus", "document 'nowhere' is not in the corpus"),
-        ("q0 Q0 q0-d1 1 high x", "bad_scores", "score 'high' is not a finite number"),
+        ("q0 Q0 q0-d1 1 high x", "bad_scores", "score 'high' is not a number"),
+        ("q0 Q0 q0-d1 1 inf x", "bad_scores", "score 'inf' is not a finite number"),
         ("q0 Q0 q0-d1 1 9 x", "duplicate_lines", "duplicate line for ('q0', 'q0-d1')"),
         ("q0 Q0 q0-d1 9", "malformed_lines", "expected 6 fields"),
         ("zz Q0 q0-d1 1 9 x", "topics_missing_text", "topic 'zz' is not among the topics"),
@@ -132,7 +133,7 @@ def test_bad_run_lines_fail_in_one_line_or_are_skipped_and_counted(bench, tmp_pa
     run = tmp_path / "run.txt"
     run.write_text(bench.run.read_text() + line + "\n")
     lines = len(bench.run.read_text().splitlines()) + 1
-    settings = dict(strategy="listwise", run=str(run))
+    settings = dict(task="listwise", run=str(run))
     with pytest.raises(DataError, match="^" + re.escape(f"{run}:{lines}: {message}")):
         run_eval(config(bench, tmp_path / "strict", **settings), FunctionBackend(identity))
     manifest = run_eval(
@@ -183,7 +184,7 @@ def test_cli_eval_runs_and_reports_bad_settings_in_one_line(bench, model, tmp_pa
     )
     assert "ndcg_cut_10" in capsys.readouterr().out and (tmp_path / "out/manifest.json").is_file()
     with pytest.raises(SystemExit) as exit_info:
-        main(["eval", str(settings), "strategy=pairwise"])
+        main(["eval", str(settings), "task=pairwise"])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip().count("\n") == 0
 
@@ -216,7 +217,7 @@ def test_dl19_bm25_baseline_through_requests_and_run_inputs(tmp_path):
 def test_scifact_bm25_baseline_with_pointwise_ties_keeping_first_stage_order(tmp_path):
     scifact = REAL / "beir-scifact"
     settings = EvalConfig(
-        output_dir=str(tmp_path), strategy="pointwise", corpus=str(scifact / "corpus.jsonl.gz"),
+        output_dir=str(tmp_path), task="pointwise", corpus=str(scifact / "corpus.jsonl.gz"),
         run=str(scifact / "run.anserini-1.7.1.bm25-flat.scifact.top100.txt"),
         topics=str(scifact / "topics.beir-v1.0.0-scifact.test.tsv.gz"),
         qrels=str(scifact / "qrels.beir-v1.0.0-scifact.test.txt"),

@@ -106,7 +106,7 @@ def test_without_tail_only_the_reranked_part_is_scored_and_its_cache_serves_the_
 
 @needs_dl19
 def test_fused_scores_stay_above_the_tail_and_robustness_reruns_keep_it(tmp_path, corpus):
-    settings = dict(depth=10, strategy="pointwise", fusion="minmax", robustness=["reversed"])
+    settings = dict(depth=10, task="pointwise", fusion="minmax", robustness=["reversed"])
     manifest = run_eval(dl19(tmp_path, corpus, **settings), FunctionBackend(lambda m: "<answer>5</answer>"))
     assert_first_stage_reproduced(manifest, tmp_path, 10)  # equal scores: the fusion keeps BM25's order
     for request in json.loads((tmp_path / "results.json").read_text()):
