@@ -21,9 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from core.generation import Sampling
 from data_synth.cache import ResponseCache
 from data_synth.mining import mine_candidates
-from data_synth.teachers import OpenAITeacher, Request, Sampling
+from data_synth.teachers import OpenAITeacher, TeacherCall
 
 LATENCY_S = 0.2
 
@@ -32,12 +33,12 @@ def requests_per_second(base_url: str, concurrency: int, count: int, cache_path:
     """Send ``count`` distinct requests at ``concurrency``; requests per second, caching each answer."""
     teacher = OpenAITeacher("toy", base_url, None, Sampling(), concurrency=concurrency, timeout_s=30)
     requests = [
-        Request(f"c{concurrency}-{i}", [{"role": "user", "content": f"What is {i} + 1?"}], 0)
+        TeacherCall(f"c{concurrency}-{i}", [{"role": "user", "content": f"What is {i} + 1?"}], 0)
         for i in range(count)
     ]
     with ResponseCache(cache_path) as cache:
 
-        def on_done(request: Request, completion) -> None:
+        def on_done(request: TeacherCall, completion) -> None:
             cache.append(
                 {
                     "key": request.key,

@@ -19,7 +19,8 @@ One row of a ranking ``.jsonl`` file::
     "d1", "relevance": 3}], "teacher_order": ["d1", "d2"], "reasoning": "d1 answers the question directly."}
 
 A reasoning example (``REASONING_FEATURES``) has ``problem`` and ``answer`` (reference answer, both non-empty
-strings) and optional ``solution`` (worked solution), ``id``, ``task`` and ``completion`` strings.
+strings) and optional ``solution`` (worked solution), ``id``, ``task``, ``example_id`` and ``completion``
+strings.
 
 ``load_dataset_file`` reads a ``.jsonl`` / ``.json`` file (one object per line, or one JSON array), a
 ``.parquet`` file, a ``save_to_disk`` folder (``Dataset`` or ``DatasetDict``, picking ``split``), a folder of
@@ -61,7 +62,10 @@ RANKING_FEATURES = Features(
     }
 )
 REASONING_FEATURES = Features(
-    {name: Value("string") for name in ("problem", "answer", "solution", "id", "task", "completion")}
+    {
+        name: Value("string")
+        for name in ("problem", "answer", "solution", "id", "task", "example_id", "completion")
+    }
 )
 
 
@@ -170,7 +174,7 @@ def _ranking_row(row: dict) -> dict:
 
 
 def _reasoning_row(row: dict) -> dict:
-    optional = ("solution", "id", "task", "completion")
+    optional = ("solution", "id", "task", "example_id", "completion")
     return {
         "problem": _string(row.get("problem"), "problem"),
         "answer": _string(row.get("answer"), "answer"),
@@ -188,6 +192,11 @@ _KINDS = {
     "ranking": _Kind(RANKING_FEATURES, ("query_id", "query", "candidates", "labels"), _ranking_row),
     "reasoning": _Kind(REASONING_FEATURES, ("problem", "answer"), _reasoning_row),
 }
+
+
+def features_of(kind: str) -> Features:
+    """The ``datasets`` features of the ``kind`` ("ranking" or "reasoning") schema."""
+    return _kind(kind).features
 
 
 def _kind(kind: str) -> _Kind:

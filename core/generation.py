@@ -14,12 +14,19 @@ sampling draws from torch's global generator, seeded when the backend is built w
 A prompt whose last message is the assistant's is a prefill: its text is appended verbatim (tokenized
 without special tokens) after the generation prompt and the completion continues it; budget forcing
 (:mod:`~evaluation.tts`) relies on this.
+
+Scoring instead of generating: with ``Sampling.score_tokens`` (e.g. ``("yes", "no")``) a backend runs one
+forward pass per prompt and returns, in ``Generation.candidate_logprobs``, the log-probability of each of
+those strings as the next token (each must be one token of the tokenizer). Relevance judgements that rank
+by ``logit(yes) - logit(no)`` (monoT5, Qwen3-Reranker, ProRank) read this difference of log-probabilities,
+which equals the difference of logits.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 import torch
@@ -32,7 +39,9 @@ Messages = list[dict[str, str]]  # a chat prompt: {"role": ..., "content": ...} 
 @dataclass(frozen=True)
 class Sampling:
     """How to decode: ``temperature == 0`` is greedy; ``top_k == 0`` and ``top_p == 1`` disable those
-    filters; ``logprobs`` asks for the log-probability of every generated token."""
+    filters; ``logprobs`` asks for the log-probability of every generated token. Non-empty
+    ``score_tokens`` replaces generation by one forward pass that scores those next tokens (module
+    docstring); the other fields are then ignored."""
 
     max_new_tokens: int = 256
     temperature: float = 0.0
@@ -40,17 +49,22 @@ class Sampling:
     top_k: int = 0
     num_samples: int = 1
     logprobs: bool = False
+    score_tokens: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Generation:
     """One completion: its text, how many tokens were generated (up to and including the end token) and,
-    with ``Sampling.logprobs``, each generated token's decoded text and log-probability under the model."""
+    with ``Sampling.logprobs``, each generated token's decoded text and log-probability under the model.
+
+    With ``Sampling.score_tokens`` nothing is generated: ``candidate_logprobs[i]`` is the log-probability of
+    ``score_tokens[i]`` as the next token, ``text`` the likeliest of them and ``num_tokens`` 0."""
 
     text: str
     num_tokens: int
     token_texts: tuple[str, ...] = ()
     token_logprobs: tuple[float, ...] = ()
+    candidate_logprobs: tuple[float, ...] = ()
 
 
 class GenerationBackend(Protocol):
@@ -78,8 +92,15 @@ class HFBackend:
             torch.manual_seed(seed)
 
     def generate(self, prompts: Sequence[Messages], sampling: Sampling) -> list[list[Generation]]:
-        """Complete ``prompts``; the model's mode and the tokenizer's padding side are restored after."""
+        """Complete (or, with ``score_tokens``, score) ``prompts``; the model's mode and the tokenizer's
+        padding side are restored after."""
         encoded = [encode_prompt(self.tokenizer, messages) for messages in prompts]
+        if sampling.score_tokens:
+            run = partial(
+                self._score_batch, token_ids=single_token_ids(self.tokenizer, sampling.score_tokens)
+            )
+        else:
+            run = self._generate_batch
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         results: list[list[Generation]] = [[] for _ in prompts]
         was_training, padding_side = self.model.training, self.tokenizer.padding_side
@@ -88,7 +109,7 @@ class HFBackend:
         try:
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
-                generated = self._generate_batch([encoded[i] for i in chunk], sampling)
+                generated = run([encoded[i] for i in chunk], sampling)
                 for index, generations in zip(chunk, generated, strict=True):
                     results[index] = generations
         finally:
@@ -115,6 +136,22 @@ class HFBackend:
         k = sampling.num_samples
         return [flat[i * k : (i + 1) * k] for i in range(len(input_ids))]
 
+    @torch.no_grad()
+    def _score_batch(
+        self, input_ids: list[list[int]], sampling: Sampling, token_ids: list[int]
+    ) -> list[list[Generation]]:
+        """One forward pass: the log-probabilities of ``token_ids`` after each (left-padded) prompt.
+
+        Position ids count from each prompt's first real token, as ``generate`` counts them, so a padded
+        prompt scores as it does alone.
+        """
+        batch = self.tokenizer.pad({"input_ids": input_ids}, return_tensors="pt").to(self.model.device)
+        positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+        output = self.model(**batch, position_ids=positions, use_cache=False, logits_to_keep=1)
+        logprobs = torch.log_softmax(output.logits[:, -1].float(), dim=-1)[:, token_ids].tolist()
+        scored = [_scored(sampling.score_tokens, tuple(row)) for row in logprobs]
+        return [[generation] * sampling.num_samples for generation in scored]
+
     def _generation(self, row: int, new_tokens: torch.Tensor, logprobs: torch.Tensor | None) -> Generation:
         ids = new_tokens[row].tolist()
         length = _generated_length(ids, self.model.generation_config.eos_token_id)
@@ -131,6 +168,25 @@ def encode_prompt(tokenizer: PreTrainedTokenizerBase, messages: Messages) -> lis
     prompt = messages[:-1] if prefill is not None else messages
     encoded = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, return_dict=True)
     return list(encoded["input_ids"]) + tokenizer.encode(prefill or "", add_special_tokens=False)
+
+
+def single_token_ids(tokenizer: PreTrainedTokenizerBase, tokens: Sequence[str]) -> list[int]:
+    """The id of each string in ``tokens``; a one-line ``ValueError`` when one is not exactly one token."""
+    ids = []
+    for token in tokens:
+        encoded = tokenizer.encode(token, add_special_tokens=False)
+        if len(encoded) != 1:
+            raise ValueError(
+                f"score token {token!r} is {len(encoded)} tokens of this tokenizer, not one "
+                "(Sampling.score_tokens)"
+            )
+        ids.extend(encoded)
+    return ids
+
+
+def _scored(tokens: tuple[str, ...], logprobs: tuple[float, ...]) -> Generation:
+    """The scoring result: the likeliest candidate as text, nothing generated."""
+    return Generation(tokens[logprobs.index(max(logprobs))], 0, candidate_logprobs=logprobs)
 
 
 def generate_texts(backend: GenerationBackend, prompts: Sequence[Messages], sampling: Sampling) -> list[str]:
@@ -164,16 +220,27 @@ def _generated_length(ids: list[int], eos: int | list[int] | None) -> int:
 
 
 class FunctionBackend:
-    """Answers every prompt with ``respond(messages)``, counting whitespace-separated words as tokens.
+    """Answers every prompt with ``respond(messages)``, counting whitespace-separated words as tokens, and
+    scores ``Sampling.score_tokens`` with ``score(messages, tokens)`` (their log-probabilities).
 
     For dry runs of a strategy's bookkeeping without a model, and for oracles in tests.
     """
 
     name = "function"
 
-    def __init__(self, respond: Callable[[Messages], str]) -> None:
-        self.respond = respond
+    def __init__(
+        self,
+        respond: Callable[[Messages], str],
+        score: Callable[[Messages, tuple[str, ...]], Sequence[float]] | None = None,
+    ) -> None:
+        self.respond, self.score = respond, score
 
     def generate(self, prompts: Sequence[Messages], sampling: Sampling) -> list[list[Generation]]:
+        if sampling.score_tokens:
+            if self.score is None:
+                raise ValueError("FunctionBackend: Sampling.score_tokens needs a score function")
+            tokens = sampling.score_tokens
+            scored = [_scored(tokens, tuple(map(float, self.score(m, tokens)))) for m in prompts]
+            return [[generation] * sampling.num_samples for generation in scored]
         texts = [self.respond(messages) for messages in prompts]
         return [[Generation(text, len(text.split()))] * sampling.num_samples for text in texts]

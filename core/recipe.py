@@ -12,7 +12,6 @@ text, grouped by dataclass.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 import textwrap
 import types
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from core.hints import did_you_mean
 
 
 class RecipeError(ValueError):
@@ -145,9 +146,7 @@ def build_configs(
     kwargs: dict[type, dict[str, Any]] = {config_type: {} for config_type in config_types}
     for key, value in config.items():
         if key not in owners:
-            close = difflib.get_close_matches(key, owners, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise RecipeError(f"{source}: unknown key {key!r}{hint}")
+            raise RecipeError(f"{source}: unknown key {key!r}{did_you_mean(key, owners)}")
         if refused and key in refused:
             raise RecipeError(f"{source}: key {key!r} {refused[key]}")
         config_type, annotation = owners[key]

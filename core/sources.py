@@ -14,12 +14,25 @@ exactly as trec_eval ranks it. Files ending in ``.gz`` are read through gzip.
 Accepted shapes: corpus ``.jsonl(.gz)`` with ``_id``/``title``/``text``; queries ``.jsonl(.gz)`` with
 ``_id``/``text`` or a ``qid<TAB>text`` TSV(.gz); qrels as BEIR TSV (header ``query-id corpus-id score``) or
 TREC ``qid iter docid grade``; runs as TREC ``qid Q0 docid rank score tag``.
+
+A run line is checked in this order, the first problem naming its kind (:data:`RUN_PROBLEMS`):
+
+- ``malformed_lines``: not 6 fields; ``bad_scores``: a score that is not a finite number;
+- ``docs_missing_from_corpus``, ``topics_missing_text`` (not among the queries) and
+  ``topics_missing_from_qrels``: checked only when the corpus, queries or qrels are given;
+- ``duplicate_lines``: a second line for the same (query, document); the first one is kept.
+
+Each problem is a one-line error naming the file and line unless the caller passes a ``skipped`` counter
+(``rankrl eval``'s ``skip_missing``): the line is then dropped and counted under its kind. An empty run, or
+one left empty after skipping, is always an error.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import math
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +44,16 @@ Corpus = dict[str, dict[str, str]]
 Queries = dict[str, str]
 Qrels = dict[str, dict[str, int]]
 Run = dict[str, list[str]]
+RunScores = dict[str, dict[str, float]]
+
+RUN_PROBLEMS = (
+    "malformed_lines",
+    "bad_scores",
+    "docs_missing_from_corpus",
+    "topics_missing_text",
+    "topics_missing_from_qrels",
+    "duplicate_lines",
+)
 
 
 def _lines(path: str | Path) -> Iterator[tuple[int, str]]:
@@ -147,37 +170,66 @@ def read_qrels_file(
 
 
 def read_run_scores(
-    path: str | Path, corpus: Mapping[str, Any] | None = None, qrels: Mapping[str, Any] | None = None
-) -> dict[str, dict[str, float]]:
-    """Read a TREC run into ``{qid: {doc_id: score}}``, checking every line (see the module docstring)."""
-    scores: dict[str, dict[str, float]] = {}
+    path: str | Path,
+    corpus: Mapping[str, Any] | None = None,
+    qrels: Mapping[str, Any] | None = None,
+    queries: Mapping[str, str] | None = None,
+    skipped: Counter | None = None,
+) -> RunScores:
+    """Read a TREC run into ``{qid: {doc_id: score}}``, checking every line (see the module docstring).
+
+    With ``skipped``, a bad line is dropped and counted there under its kind instead of raising.
+    """
+    scores: RunScores = {}
     for number, line in _lines(path):
-        where = f"{path}:{number}"
         fields = line.split()
-        if len(fields) != 6:
-            raise DataError(f"{where}: expected 6 fields 'qid Q0 docid rank score tag', got {len(fields)}")
-        qid, _, doc_id, _, score, _ = fields
-        try:
-            value = float(score)
-        except ValueError:
-            raise DataError(f"{where}: score {score!r} is not a number") from None
-        if corpus is not None and doc_id not in corpus:
-            raise DataError(f"{where}: document {doc_id!r} is not in the corpus")
-        if qrels is not None and qid not in qrels:
-            raise DataError(f"{where}: topic {qid!r} is not in the qrels")
-        if doc_id in scores.get(qid, {}):
-            raise DataError(f"{where}: duplicate line for ({qid!r}, {doc_id!r})")
-        scores.setdefault(qid, {})[doc_id] = value
+        problem = _run_problem(fields, scores, corpus, qrels, queries)
+        if problem is None:
+            scores.setdefault(fields[0], {})[fields[2]] = float(fields[4])
+        elif skipped is not None:
+            skipped[problem[0]] += 1
+        else:
+            raise DataError(f"{path}:{number}: {problem[1]}")
     if not scores:
-        raise DataError(f"{path}: empty run")
+        raise DataError(f"{path}: empty run" + (" after skipping bad lines" if skipped else ""))
     return scores
 
 
+def _run_problem(
+    fields: list[str],
+    scores: RunScores,
+    corpus: Mapping[str, Any] | None,
+    qrels: Mapping[str, Any] | None,
+    queries: Mapping[str, str] | None,
+) -> tuple[str, str] | None:
+    """``(kind, message)`` of the first problem of one run line, or None for a good line."""
+    if len(fields) != 6:
+        return "malformed_lines", f"expected 6 fields 'qid Q0 docid rank score tag', got {len(fields)}"
+    qid, _, doc_id, _, score, _ = fields
+    try:
+        if not math.isfinite(float(score)):
+            return "bad_scores", f"score {score!r} is not a finite number"
+    except ValueError:
+        return "bad_scores", f"score {score!r} is not a number"
+    if corpus is not None and doc_id not in corpus:
+        return "docs_missing_from_corpus", f"document {doc_id!r} is not in the corpus"
+    if queries is not None and qid not in queries:
+        return "topics_missing_text", f"topic {qid!r} is not among the topics"
+    if qrels is not None and qid not in qrels:
+        return "topics_missing_from_qrels", f"topic {qid!r} is not in the qrels"
+    if doc_id in scores.get(qid, {}):
+        return "duplicate_lines", f"duplicate line for ({qid!r}, {doc_id!r})"
+    return None
+
+
 def read_run_file(
-    path: str | Path, corpus: Mapping[str, Any] | None = None, qrels: Mapping[str, Any] | None = None
+    path: str | Path,
+    corpus: Mapping[str, Any] | None = None,
+    qrels: Mapping[str, Any] | None = None,
+    queries: Mapping[str, str] | None = None,
 ) -> Run:
     """Read a TREC run into ``{qid: [doc_id, ...]}`` in trec_eval order (score desc, then doc id desc)."""
-    return {qid: rank_by_score(s) for qid, s in read_run_scores(path, corpus, qrels).items()}
+    return {qid: rank_by_score(s) for qid, s in read_run_scores(path, corpus, qrels, queries).items()}
 
 
 def doc_text(doc: Mapping[str, str]) -> str:
@@ -238,7 +290,7 @@ def read_trec(
     """Ranking rows from TREC topics, qrels and a run (candidate text from ``corpus`` when given)."""
     queries = read_queries(topics)
     judged = read_qrels_file(qrels, queries=queries)
-    return rows_from_run(read_run_file(run, corpus, judged), queries, corpus, judged, depth)
+    return rows_from_run(read_run_file(run, corpus, judged, queries), queries, corpus, judged, depth)
 
 
 def _hit(hit: Any, where: str) -> tuple[str, str, str]:

@@ -1,7 +1,7 @@
 """Multi-sample agreement: majority vote over discrete answers and the consensus pick over scores.
 
-- :func:`majority_vote`: the most frequent valid answer (setwise labels, final math answers); a tie goes to
-  the answer seen first, so the result depends only on the sample order, never on hashing.
+- ``majority_vote``: the most frequent valid answer (setwise labels, final math answers), ties to the answer
+  seen first; it is :func:`tasks.voting.majority_vote`, the vote ``rankrl tts`` uses too.
 - :func:`consensus_index` / :func:`consensus_pick`: the sample whose score (or score vector, for GroupRank's
   per-passage scores) lies closest to the mean of the valid samples, as ERank (3 teacher samples; arXiv
   2509.00520 §3.2, App. C) and Retro* (8 samples; arXiv 2509.24869) keep their training sample. Distance is
@@ -14,22 +14,13 @@ win.
 from __future__ import annotations
 
 import math
-from collections import Counter
-from collections.abc import Hashable, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
 
-Answer = TypeVar("Answer", bound=Hashable)
+from tasks.voting import majority_vote
+
+__all__ = ["consensus_index", "consensus_pick", "majority_vote", "mean_scores"]
+
 Score = float | Sequence[float]
-
-
-def majority_vote(answers: Sequence[Answer | None]) -> tuple[Answer, int] | None:
-    """``(most frequent non-None answer, its count)``, ties to the earliest; None without a valid answer."""
-    counts = Counter(answer for answer in answers if answer is not None)
-    if not counts:
-        return None
-    best = max(counts.values())
-    winner = next(answer for answer in answers if answer is not None and counts[answer] == best)
-    return winner, best
 
 
 def _vector(score: Score) -> tuple[float, ...]:

@@ -1,10 +1,11 @@
 """An append-only JSONL cache of teacher responses, written before a response is used, safe against kill -9.
 
-Every response is one JSON line keyed by ``(example id, teacher id, prompt hash, sample index)``; a line is
-written, flushed and ``fsync``-ed before the pipeline looks at the response, so nothing paid for is lost. On
-open, the lines are read back by :func:`core.jsonl_log.read_log`: a write cut short by a crash is cut off
-and its request simply made again; any other bad line is a one-line :class:`core.data.DataError`. A lock
-(``fcntl.flock``) keeps two runs from appending to one cache at once.
+Every response is one JSON line keyed by ``(example id, teacher id, prompt hash, sample index)``; it is
+appended by :func:`core.jsonl_log.append_records` (written, flushed and ``fsync``-ed) before the pipeline
+looks at the response, so nothing paid for is lost. On open, :func:`core.jsonl_log.load_log` reads the lines
+back: a write cut short by a crash is cut off and its request simply made again; any other bad line is a
+one-line :class:`core.data.DataError`. A lock (``fcntl.flock``) keeps two runs from appending to one cache at
+once.
 
 Hand-written: ``diskcache`` / ``sqlite3`` would also survive crashes, but a JSONL file is what a user can
 read, grep, copy between machines and append to from anywhere, and the guarantees needed here are small.
@@ -15,13 +16,12 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
 import threading
 from pathlib import Path
 from typing import Any
 
 from core.data import DataError
-from core.jsonl_log import read_log
+from core.jsonl_log import append_records, load_log
 
 RECORD_FIELDS = ("key", "example_id", "teacher_id", "prompt_hash", "sample_index", "text")
 
@@ -73,27 +73,14 @@ class ResponseCache:
         """Write one response durably (flush + fsync) and remember it; a repeated key is ignored.
 
         Thread-safe: teachers call this from worker threads."""
-        line = (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
         with self._lock:
             if record["key"] in self.records:
                 return
-            self._file.write(line)
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            append_records(self._file, [record])
             self.records[record["key"]] = record
 
     def _load(self) -> None:
-        self._file.seek(0)
-        data = self._file.read()
-        records, size = read_log(data, self.path, lambda record: all(f in record for f in RECORD_FIELDS))
+        records, torn = load_log(self.path, lambda record: all(f in record for f in RECORD_FIELDS))
         for record in records:
             self.records.setdefault(record["key"], record)
-        if size < len(data):
-            self._cut(size)
-
-    def _cut(self, size: int) -> None:
-        """Drop a torn last line so the next append starts on a fresh line."""
-        self.torn_lines += 1
-        self._file.truncate(size)
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        self.torn_lines = int(torn)

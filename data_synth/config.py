@@ -1,8 +1,10 @@
 """The synthesis recipe: one flat YAML mapping onto :class:`SynthConfig`, every field with its ``help``.
 
-Recipes are read with the training recipes' helpers (:mod:`trainers.configs`): YAML 1.2 booleans,
+Recipes are read with the training recipes' helpers (:mod:`core.recipe`): YAML 1.2 booleans,
 ``key=value`` overrides, and a one-line :class:`core.recipe.RecipeError` for an unknown key (with a
-"did you mean") or a value of the wrong type, before any data is read or teacher called.
+"did you mean") or a value of the wrong type, before any data is read or teacher called. The recipe's
+``task`` and ``task_args`` build the same task object training and evaluation build (:func:`tasks.get_task`):
+its options (list and group sizes, positives and negatives per query, prompt options) are ``task_args``.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from core.recipe import apply_overrides, build_configs, described, read_yaml
-from data_synth.tasks import TASKS, TaskOptions
+from tasks import TASKS, Task, get_task
 
 TEACHERS = ("openai", "hf")
 INPUTS = ("beir", "trec_run", "rankllm", "dataset", "toy_queries")
@@ -21,8 +24,6 @@ AT_LEAST_ONE = (
     "samples",
     "concurrency",
     "max_tokens",
-    "list_size",
-    "group_size",
     "batch_size",
     "dense_batch_size",
 )
@@ -32,7 +33,12 @@ AT_LEAST_ONE = (
 class SynthConfig:
     """Inputs, task, teacher, filters and outputs of one synthesis run."""
 
-    task: str = described(f"Synthesis task: one of {', '.join(TASKS)}.", "listwise")
+    task: str = described(f"Task (`rankrl tasks`): one of {', '.join(TASKS)}.", "listwise")
+    task_args: dict[str, Any] = described(
+        "Options of the task, e.g. {list_size: 20} (listwise) or {negatives_per_query: 19} (setwise); the "
+        "same task_args as the training recipe's, so the teacher sees the student's prompt.",
+        default_factory=dict,
+    )
     output_dir: str = described("Folder for sft/, rl/ (Parquet + card) and the cache.", "outputs/synth")
     cache_path: str | None = described("Append-only response cache (default: OUTPUT_DIR/cache.jsonl).")
     beir: str | None = described("BEIR folder (corpus, queries, qrels) to mine.")
@@ -46,7 +52,7 @@ class SynthConfig:
         "Ranking (or, for math, reasoning) .jsonl/.parquet file, saved folder or Hub id."
     )
     dataset_split: str = described("Split of a dataset folder or Hub id.", "train")
-    toy_queries: int = described("Generate N toy ranking queries (offline demo).", 0)
+    toy_queries: int = described("Generate N toy rows of the task: queries or problems (offline demo).", 0)
     max_queries: int | None = described("Use only the first N queries / problems.")
     mine_k: int = described("Candidates per query when mining a BEIR folder (or read from trec_run).", 20)
     mine_positives: int = described(
@@ -66,22 +72,12 @@ class SynthConfig:
         "Evaluation topics (queries file); training queries sharing n-grams drop."
     )
     decontaminate_n: int = described("n of the decontamination word n-grams.", 13)
-    list_size: int = described("Passages per listwise prompt / groupwise pool.", 20)
-    group_size: int = described("Passages per groupwise prompt.", 10)
-    positives_per_query: int = described("Positives per query (setwise, pointwise).", 1)
-    negatives_per_query: int = described("Hardest unlabelled candidates per query (setwise, pointwise).", 19)
     consistency_alpha: float = described(
         "Listwise: keep a query if nDCG@10 of teacher order vs labels >= alpha.", 0.4
     )
     max_completion_tokens: int | None = described(
         "Samples longer than this many tokens count as invalid (ERank: 2048)."
     )
-    use_system_prompt: bool = described("Listwise: send ReasonRank's system prompt.", True)
-    relevance_definition: str | None = described(
-        "Pointwise instruction / rubric relevance definition (default: paper's)."
-    )
-    query_type: str = described("Rubric prompt: what a query is.", "query")
-    doc_type: str = described("Rubric prompt: what a document is.", "document")
     teacher_suffix: str = described(
         "Text appended to the teacher's last user turn only, not to the dataset.", ""
     )
@@ -108,8 +104,7 @@ class SynthConfig:
     show_prompts: int = described("--dry-run prints this many rendered prompts.", 2)
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"key 'task' is {self.task!r}; expected one of {', '.join(TASKS)}")
+        self.task_object()  # an unknown task or task option is a one-line error before any work
         if self.teacher not in TEACHERS:
             raise ValueError(f"key 'teacher' is {self.teacher!r}; expected one of {', '.join(TEACHERS)}")
         given = [name for name in INPUTS if getattr(self, name)]
@@ -140,10 +135,9 @@ class SynthConfig:
     def cache_file(self) -> Path:
         return Path(self.cache_path) if self.cache_path else Path(self.output_dir) / "cache.jsonl"
 
-    def task_options(self) -> TaskOptions:
-        """The fields the synthesis task reads."""
-        names = TaskOptions.__dataclass_fields__
-        return TaskOptions(**{name: getattr(self, name) for name in names})
+    def task_object(self) -> Task:
+        """The recipe's task built from ``task`` and ``task_args``."""
+        return get_task(self.task, **self.task_args)
 
 
 def load_config(recipe: str | Path, overrides: Sequence[str] = ()) -> SynthConfig:

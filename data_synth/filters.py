@@ -42,7 +42,7 @@ class FilterStats:
         return {"kept": self.kept, "dropped": self.dropped, "reasons": dict(self.reasons)}
 
 
-def _consistency_problem(row: Mapping, alpha: float, k: int) -> str | None:
+def consistency_problem(row: Mapping, alpha: float, k: int) -> str | None:
     """The reason to drop ``row``, or ``None`` to keep it."""
     if not row.get("teacher_order"):
         return "no_teacher_order"
@@ -63,7 +63,7 @@ def self_consistency_filter(
     """
     kept, stats = [], FilterStats()
     for row in rows:
-        reason = _consistency_problem(row, alpha, k)
+        reason = consistency_problem(row, alpha, k)
         if reason is None:
             kept.append(row)
             stats.kept += 1

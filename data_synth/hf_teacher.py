@@ -2,28 +2,28 @@
 endpoint teacher (:class:`data_synth.teachers.Teacher`).
 
 Prompts go through the tokenizer's chat template, left-padded, ``batch_size`` at a time; sampling follows
-:class:`data_synth.teachers.Sampling` (greedy when ``temperature`` is 0), seeded with ``seed`` plus the
-first request's sample index of each batch. Greedy decoding is the setting to use when reruns must give the
-same answers: with sampling, a batch's draws depend on which requests share it.
+the teacher's :class:`core.generation.Sampling` (greedy when ``temperature`` is 0), seeded with ``seed``
+plus the first call's sample index of each batch. Greedy decoding is the setting to use when reruns must
+give the same answers: with sampling, a batch's draws depend on which calls share it.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from core.generation import Sampling
 from data_synth.teachers import (
     BudgetSpent,
     Completion,
     OnDone,
-    Request,
     RequestStats,
-    Sampling,
+    TeacherCall,
     TokenBudget,
     teacher_id,
+    teacher_sampling,
 )
 
 
@@ -36,20 +36,25 @@ class HFTeacher:
         sampling: Sampling,
         batch_size: int = 8,
         budget: TokenBudget | None = None,
+        seed: int | None = 0,
     ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model_path, self.sampling, self.batch_size = str(model_path), sampling, batch_size
-        self.budget, self.stats = budget or TokenBudget(), RequestStats()
-        self.teacher_id = teacher_id(Path(model_path).name, sampling)
+        self.seed, self.budget, self.stats = seed, budget or TokenBudget(), RequestStats()
+        self.teacher_id = teacher_id(Path(model_path).name, sampling, seed)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
         self.tokenizer.padding_side = "left"
         self.model = AutoModelForCausalLM.from_pretrained(self.model_path).eval()
 
     def settings(self) -> dict[str, Any]:
-        return {"kind": "hf", "model": Path(self.model_path).name, **asdict(self.sampling)}
+        return {
+            "kind": "hf",
+            "model": Path(self.model_path).name,
+            **teacher_sampling(self.sampling, self.seed),
+        }
 
-    async def generate(self, requests: Sequence[Request], on_done: OnDone) -> None:
+    async def generate(self, requests: Sequence[TeacherCall], on_done: OnDone) -> None:
         for start in range(0, len(requests), self.batch_size):
             if self.budget.spent:
                 raise BudgetSpent(
@@ -63,7 +68,7 @@ class HFTeacher:
                 on_done(request, completion)
             await asyncio.sleep(0)  # let the progress display refresh
 
-    def _generate_batch(self, batch: Sequence[Request]) -> Iterable[Completion]:
+    def _generate_batch(self, batch: Sequence[TeacherCall]) -> Iterable[Completion]:
         import torch
 
         texts = [
@@ -73,13 +78,13 @@ class HFTeacher:
         encoded = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         greedy = self.sampling.temperature <= 0
         sampling = {} if greedy else {"temperature": self.sampling.temperature, "top_p": self.sampling.top_p}
-        if self.sampling.seed is not None:
-            torch.manual_seed(self.sampling.seed + batch[0].sample_index)
+        if self.seed is not None:
+            torch.manual_seed(self.seed + batch[0].sample_index)
         self.stats.requests += len(batch)
         with torch.no_grad():
             output = self.model.generate(
                 **encoded.to(self.model.device),
-                max_new_tokens=self.sampling.max_tokens,
+                max_new_tokens=self.sampling.max_new_tokens,
                 do_sample=not greedy,
                 pad_token_id=self.tokenizer.pad_token_id,
                 **sampling,

@@ -16,7 +16,7 @@ from core.sources import Corpus, read_beir, read_corpus, read_queries, read_rank
 from data_synth.config import SynthConfig
 from data_synth.filters import DecontaminationReport, decontaminate
 from data_synth.mining import BM25Index, Retriever, mine_candidates
-from tasks.toy import make_toy_splits
+from tasks import Task
 
 
 @dataclass
@@ -70,10 +70,12 @@ def _trec_rows(config: SynthConfig) -> tuple[list[dict], list[str]]:
     return rows, [f"TREC {files}, top {config.mine_k} per topic", f"corpus `{config.corpus}`"]
 
 
-def _raw_rows(config: SynthConfig) -> tuple[list[dict], list[str]]:
-    kind = "reasoning" if config.task == "math" else "ranking"
-    if config.task == "math" and not config.dataset:
-        raise DataError("task 'math' reads reasoning problems from 'dataset' (a .jsonl with problem, answer)")
+def _raw_rows(config: SynthConfig, task: Task) -> tuple[list[dict], list[str]]:
+    kind = task.row_kind
+    if kind == "reasoning" and not (config.dataset or config.toy_queries):
+        raise DataError(
+            f"task {task.name!r} reads reasoning problems from 'dataset' (a .jsonl with problem, answer)"
+        )
     if config.beir:
         return _beir_rows(config)
     if config.trec_run:
@@ -83,19 +85,19 @@ def _raw_rows(config: SynthConfig) -> tuple[list[dict], list[str]]:
     if config.dataset:
         rows = load_dataset_file(config.dataset, kind=kind, split=config.dataset_split).to_list()
         return rows, [f"{kind} dataset `{config.dataset}` (split {config.dataset_split})"]
-    rows, _ = make_toy_splits(config.toy_queries, 0, seed=config.seed)
-    return rows, [f"{config.toy_queries} toy queries (tasks.toy, seed {config.seed})"]
+    rows, _ = task.toy_splits(config.toy_queries, 0, seed=config.seed)
+    return rows, [f"{config.toy_queries} toy {kind} rows of task {task.name} (seed {config.seed})"]
 
 
-def load_rows(config: SynthConfig) -> Inputs:
+def load_rows(config: SynthConfig, task: Task) -> Inputs:
     """Read the recipe's input, keep the first ``max_queries`` rows and decontaminate if asked."""
-    rows, sources = _raw_rows(config)
+    rows, sources = _raw_rows(config, task)
     rows = rows[: config.max_queries]
     if not rows:
         raise DataError("no input rows (empty source or max_queries: 0)")
     inputs = Inputs(rows, sources)
     if config.decontaminate_topics:
-        text_field, id_field = ("problem", "id") if config.task == "math" else ("query", "query_id")
+        text_field, id_field = ("problem", "id") if task.row_kind == "reasoning" else ("query", "query_id")
         topics = read_queries(config.decontaminate_topics)
         inputs.rows, inputs.decontamination = decontaminate(
             rows, topics, config.decontaminate_n, text_field, id_field

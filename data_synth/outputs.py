@@ -1,8 +1,11 @@
-"""Writing the synthesized SFT and RL datasets: ``OUTPUT_DIR/{sft,rl}/train.parquet`` plus a README.md card.
+"""Writing the synthesized examples: ``OUTPUT_DIR/train.parquet`` plus a README.md card.
 
-Datasets are ``datasets.Dataset`` tables written as Parquet, loadable with ``load_dataset("parquet", ...)``,
-by ``core.data.load_dataset_file`` and from the Hub, where the card's ``configs`` header points at the
-file. Everything in a card is computed from the inputs, the recipe and the cached responses, never from
+The dataset holds the task's examples with the teacher's answers (:meth:`tasks.base.Task.teacher_example`)
+in the task's row schema (:mod:`core.data`); one file trains both stages: ``dataset: OUTPUT_DIR`` in an SFT
+recipe (the teacher's answer is the target) and in a GRPO recipe (the task renders prompt and reward
+columns). It is written as Parquet with the schema's features, loadable with ``load_dataset("parquet",
+...)``, by ``core.data.load_dataset_file`` and from the Hub, where the card's ``configs`` header points at
+the file. Everything in a card is computed from the inputs, the recipe and the cached responses, never from
 this run's clock or retries, so a resumed run writes the same bytes as an uninterrupted one. The card names
 the teacher's model, URL (without credentials) and sampling, never the API key or the variable's value.
 """
@@ -16,12 +19,13 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from datasets import Dataset
 
+from core.data import features_of, write_dataset
 from data_synth.config import SynthConfig
 from data_synth.filters import FilterStats
 from data_synth.inputs import Inputs
 from data_synth.progress import Prices
+from tasks import Task
 
 CARD_HEADER = (
     "---\nconfigs:\n- config_name: default\n  data_files: train.parquet\ntags:\n- rankrl\n- synthetic\n---\n"
@@ -42,11 +46,14 @@ class Usage:
         self.completion_tokens += int(record.get("completion_tokens", 0))
 
 
-def write_parquet(rows: list[dict], path: Path) -> None:
-    """``rows`` as a Parquet file with the ``datasets`` features in its schema (an empty table when no row
-    was kept); written with pyarrow directly to skip ``to_parquet``'s progress bar."""
+def write_examples(rows: list[dict], path: Path, kind: str) -> None:
+    """``rows`` checked and written as Parquet in the ``kind`` schema; an empty table of that schema when
+    no example was kept."""
+    if rows:
+        write_dataset(rows, path, kind=kind)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(Dataset.from_list(rows).data.table if rows else pa.table({}), path)
+    pq.write_table(pa.Table.from_pylist([], schema=features_of(kind).arrow_schema), path)
 
 
 def _reasons(counts: Mapping[str, int]) -> str:
@@ -58,7 +65,6 @@ def _settings_table(settings: Mapping[str, Any]) -> list[str]:
 
 
 def card(
-    kind: str,
     config: SynthConfig,
     settings: Mapping[str, Any],
     inputs: Inputs,
@@ -66,12 +72,14 @@ def card(
     result: Any,
     columns: list[str],
 ) -> str:
-    """The dataset card of the ``kind`` ("SFT" or "RL") dataset."""
+    """The dataset card."""
     usage: Usage = result.usage
     prices = Prices(config.price_prompt_per_1m, config.price_completion_per_1m)
     lines = [
         CARD_HEADER,
-        f"# {config.task} {kind} data synthesized with rankrl",
+        f"# {config.task} examples synthesized with rankrl",
+        "",
+        f"task_args: `{config.task_args}`; train with `task: {config.task}` and the same `task_args`.",
         "",
         "## Sources",
         *(f"- {source}" for source in inputs.sources),
@@ -86,7 +94,7 @@ def card(
         f"- prompts: {result.unit_filter.kept + result.unit_filter.dropped} x {config.samples} samples",
         f"- kept: {result.unit_filter.kept}; dropped: {_reasons(result.unit_filter.reasons)}",
         f"- invalid samples: {_reasons(result.sample_failures)}",
-        f"- rows in this dataset: {len(result.sft) if kind == 'SFT' else len(result.rl)}",
+        f"- rows in this dataset: {len(result.rows)}",
         *_decontamination_lines(inputs),
         "",
         "## Token usage",
@@ -110,12 +118,16 @@ def _decontamination_lines(inputs: Inputs) -> list[str]:
 
 
 def write_outputs(
-    config: SynthConfig, settings: Mapping[str, Any], inputs: Inputs, unit_stats: FilterStats, result: Any
+    config: SynthConfig,
+    task: Task,
+    settings: Mapping[str, Any],
+    inputs: Inputs,
+    unit_stats: FilterStats,
+    result: Any,
 ) -> None:
-    """Write ``sft/`` and ``rl/`` under the output folder, each ``train.parquet`` + ``README.md``."""
-    for kind, rows in (("SFT", result.sft), ("RL", result.rl)):
-        folder = Path(config.output_dir) / kind.lower()
-        write_parquet(rows, folder / "train.parquet")
-        columns = list(rows[0]) if rows else []
-        text = card(kind, config, settings, inputs, unit_stats, result, columns)
-        (folder / "README.md").write_text(text, encoding="utf-8")
+    """Write ``train.parquet`` and its ``README.md`` card in the output folder."""
+    folder = Path(config.output_dir)
+    write_examples(result.rows, folder / "train.parquet", task.row_kind)
+    columns = list(features_of(task.row_kind))
+    text = card(config, settings, inputs, unit_stats, result, columns)
+    (folder / "README.md").write_text(text, encoding="utf-8")

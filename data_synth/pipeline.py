@@ -1,5 +1,10 @@
-"""``rankrl synth RECIPE``: inputs -> task prompts -> teacher (through the cache) -> agreement and filters ->
-SFT and RL datasets with cards.
+"""``rankrl synth RECIPE``: inputs -> the task's examples and prompts -> teacher (through the cache) ->
+agreement and filters -> the task's examples with the teacher's answers, one dataset with its card.
+
+The units are the recipe task's examples (:meth:`tasks.base.Task.examples`) and the teacher's prompt is the
+task's prompt of each (plus the recipe's ``teacher_suffix``): the prompt the student trains on. The written
+examples train SFT (the teacher's answer is the target) and GRPO (the task renders the prompt and the reward
+columns) from the same file.
 
 Crash safety comes from the order of work: every request's key is known before the teacher is called,
 responses already in the cache are never requested again, and each new response is in the cache (fsync'd)
@@ -14,31 +19,41 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
 from core.data import DataError
+from core.generation import Messages, Sampling
 from data_synth.agreement import consensus_index, majority_vote
 from data_synth.cache import ResponseCache, cache_key, prompt_hash
 from data_synth.config import SynthConfig, load_config
-from data_synth.filters import FilterStats
+from data_synth.filters import FilterStats, consistency_problem
 from data_synth.inputs import Inputs, load_rows
 from data_synth.outputs import Usage, write_outputs
 from data_synth.progress import Prices, SynthProgress
 from data_synth.prompts import with_teacher_suffix
-from data_synth.tasks import SynthTask, Unit, make_task
 from data_synth.teachers import (
     BudgetSpent,
     Completion,
     OpenAITeacher,
-    Request,
     RetryPolicy,
-    Sampling,
     Teacher,
+    TeacherCall,
     TeacherError,
     TokenBudget,
     teacher_id,
 )
+from tasks import Task, expand_rows
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One teacher prompt: one of the task's examples, its id and the prompt the task renders for it."""
+
+    unit_id: str
+    messages: Messages
+    example: dict[str, Any]
 
 
 @dataclass
@@ -48,18 +63,29 @@ class Plan:
     inputs: Inputs
     units: list[Unit]
     unit_stats: FilterStats
-    requests: list[Request]
+    requests: list[TeacherCall]
     records: dict[str, dict] = field(default_factory=dict)  # key -> cache record without the answer
 
 
 def sampling_of(config: SynthConfig) -> Sampling:
-    return Sampling(config.temperature, config.top_p, config.max_tokens, config.seed)
+    return Sampling(max_new_tokens=config.max_tokens, temperature=config.temperature, top_p=config.top_p)
 
 
-def make_plan(config: SynthConfig, task: SynthTask, teacher_name: str) -> Plan:
+def make_units(task: Task, rows: list[dict]) -> tuple[list[Unit], FilterStats]:
+    """The task's examples of ``rows`` as units, and the rows that gave none counted by reason."""
+    examples, dropped = expand_rows(task, rows)
+    stats = FilterStats(kept=len(rows) - sum(dropped.values()))
+    for reason, count in dropped.items():
+        stats.reasons[reason] += count
+        stats.dropped += count
+    units = [Unit(example["example_id"], task.prompt(example), example) for example in examples]
+    return units, stats
+
+
+def make_plan(config: SynthConfig, task: Task, teacher_name: str) -> Plan:
     """Read inputs, build units and the request list (raises DataError on a repeated unit id)."""
-    inputs = load_rows(config)
-    units, unit_stats = task.units(inputs.rows)
+    inputs = load_rows(config, task)
+    units, unit_stats = make_units(task, inputs.rows)
     repeated = [uid for uid, count in Counter(u.unit_id for u in units).items() if count > 1]
     if repeated:
         raise DataError(f"example id {repeated[0]!r} appears more than once in the input")
@@ -69,7 +95,7 @@ def make_plan(config: SynthConfig, task: SynthTask, teacher_name: str) -> Plan:
         digest = prompt_hash(messages)
         for index in range(config.samples):
             key = cache_key(unit.unit_id, teacher_name, digest, index)
-            plan.requests.append(Request(key, messages, index))
+            plan.requests.append(TeacherCall(key, messages, index))
             plan.records[key] = {
                 "key": key,
                 "example_id": unit.unit_id,
@@ -97,7 +123,7 @@ def make_teacher(config: SynthConfig, units: list[Unit]) -> Teacher:
         from data_synth.hf_teacher import HFTeacher
 
         path = tiny_teacher_path(config, units) if config.model == "tiny" else Path(config.model)
-        return HFTeacher(path, sampling_of(config), config.batch_size, budget)
+        return HFTeacher(path, sampling_of(config), config.batch_size, budget, config.seed)
     retry = RetryPolicy(config.max_retries, config.backoff_base_s, config.backoff_max_s)
     return OpenAITeacher(
         config.model,
@@ -108,13 +134,14 @@ def make_teacher(config: SynthConfig, units: list[Unit]) -> Teacher:
         config.timeout_s,
         retry,
         budget,
+        config.seed,
     )
 
 
 def teacher_name(config: SynthConfig) -> str:
     """The teacher id in cache keys: model (folder name for hf) and a hash of the sampling settings."""
     model = Path(config.model).name if config.teacher == "hf" else config.model
-    return teacher_id(model, sampling_of(config))
+    return teacher_id(model, sampling_of(config), config.seed)
 
 
 def run_teacher(
@@ -125,7 +152,7 @@ def run_teacher(
     prices = Prices(config.price_prompt_per_1m, config.price_completion_per_1m)
     with SynthProgress(len(missing), prices, console) as progress:
 
-        def on_done(request: Request, completion: Completion) -> None:
+        def on_done(request: TeacherCall, completion: Completion) -> None:
             cache.append({**plan.records[request.key], **_answer(completion)})
             progress.advance(completion)
 
@@ -144,8 +171,7 @@ def _answer(completion: Completion) -> dict:
 class Assembled:
     """The dataset rows and what happened on the way."""
 
-    sft: list[dict] = field(default_factory=list)
-    rl: list[dict] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)
     unit_filter: FilterStats = field(default_factory=FilterStats)
     sample_failures: Counter[str] = field(default_factory=Counter)
     usage: Usage = field(default_factory=Usage)
@@ -161,15 +187,25 @@ def _choose(agreement: str, values: list) -> int | None:
     return next((i for i, value in enumerate(values) if value is not None), None)
 
 
-def assemble(config: SynthConfig, task: SynthTask, plan: Plan, cache: ResponseCache) -> Assembled:
-    """Parse, agree and filter every unit's cached samples into SFT and RL rows, in unit order."""
+def _rejection(config: SynthConfig, task: Task, unit: Unit, value: Any, row: dict) -> str | None:
+    """Why a unit's agreed answer is not kept: the task's own check, then synthesis's filter (ReasonRank's
+    self-consistency nDCG@10 >= ``consistency_alpha`` for listwise)."""
+    reason = task.accept(unit.example, value)
+    if reason is None and task.name == "listwise":
+        reason = consistency_problem(row, config.consistency_alpha, 10)
+    return reason
+
+
+def assemble(config: SynthConfig, task: Task, plan: Plan, cache: ResponseCache) -> Assembled:
+    """Parse, agree and filter every unit's cached samples into the task's examples, in unit order."""
     result, samples = Assembled(), config.samples
     for position, unit in enumerate(plan.units):
         records = [cache.get(r.key) for r in plan.requests[position * samples : (position + 1) * samples]]
         values, texts = [], []
         for record in records:
             result.usage.add(record)
-            value, reason = task.parse(unit, record["text"])
+            parsed = task.parse(unit.example, record["text"])
+            value, reason = parsed.value, parsed.reason
             limit = config.max_completion_tokens
             if value is not None and limit is not None and record["completion_tokens"] > limit:
                 value, reason = None, "too_long"
@@ -178,14 +214,16 @@ def assemble(config: SynthConfig, task: SynthTask, plan: Plan, cache: ResponseCa
             values.append(value)
             texts.append(record["text"])
         chosen = _choose(task.agreement, values)
-        reason = "no_valid_sample" if chosen is None else task.accept(unit, values[chosen])
+        if chosen is None:
+            result.unit_filter.drop("no_valid_sample")
+            continue
+        row = task.teacher_example(unit.example, texts[chosen], values[chosen], values)
+        reason = _rejection(config, task, unit, values[chosen], row)
         if reason:
             result.unit_filter.drop(reason)
             continue
         result.unit_filter.kept += 1
-        sft, rl = task.rows(unit, texts[chosen], values[chosen], values)
-        result.sft.append(sft)
-        result.rl.append(rl)
+        result.rows.append(row)
     return result
 
 
@@ -216,7 +254,7 @@ def _cached_keys(path: Path) -> set[str]:
 def synth(config: SynthConfig, dry: bool = False, console: Console | None = None) -> Assembled | None:
     """Run one synthesis recipe end to end (or only plan and print it with ``dry``)."""
     console = console or Console(stderr=True)
-    task = make_task(config.task, config.task_options())
+    task = config.task_object()
     plan = make_plan(config, task, teacher_name(config))
     if dry:
         dry_run(config, plan, _cached_keys(config.cache_file), console)
@@ -229,8 +267,8 @@ def synth(config: SynthConfig, dry: bool = False, console: Console | None = None
         retries = ", ".join(f"{k} {v}" for k, v in sorted(teacher.stats.retries.items())) or "none"
         console.print(f"teacher: {teacher.stats.requests} requests this run, retries: {retries}")
         result = assemble(config, task, plan, cache)
-    write_outputs(config, teacher.settings(), plan.inputs, plan.unit_stats, result)
-    console.print(f"wrote {len(result.sft)} SFT and {len(result.rl)} RL rows to {config.output_dir}")
+    write_outputs(config, task, teacher.settings(), plan.inputs, plan.unit_stats, result)
+    console.print(f"wrote {len(result.rows)} {task.name} examples to {config.output_dir}/train.parquet")
     return result
 
 

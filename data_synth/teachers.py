@@ -1,11 +1,13 @@
 """Teachers: models that answer synthesis prompts, over an OpenAI-compatible endpoint or a local HF model.
 
-A :class:`Teacher` takes a list of :class:`Request` objects and calls ``on_done(request, completion)`` once
-per finished request, as soon as it is finished, so the caller can write the completion to its cache before
+A :class:`Teacher` takes a list of :class:`TeacherCall` objects and calls ``on_done(call, completion)`` once
+per finished call, as soon as it is finished, so the caller can write the completion to its cache before
 anything else happens (the endpoint teacher calls it in a worker thread, so ``on_done`` must be thread-safe
 and its ``fsync`` does not hold up the other requests). :class:`OpenAITeacher` runs requests concurrently
 (an ``asyncio.Semaphore`` bounds how many are in flight) through ``openai.AsyncOpenAI``. The local teacher
-is in :mod:`data_synth.hf_teacher`.
+is in :mod:`data_synth.hf_teacher`. Every call of one teacher decodes with the teacher's
+:class:`core.generation.Sampling` (its ``temperature``, ``top_p`` and ``max_new_tokens``; a teacher refuses
+the other settings), seeded with the teacher's ``seed`` plus the call's sample index.
 
 Retries are hand-written rather than left to the ``openai`` client (``max_retries=0``) so that every retry
 is counted by reason, the backoff is testable, and a malformed 200 response (no choices, no text, a body
@@ -27,11 +29,13 @@ import os
 import random
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import openai
+
+from core.generation import Messages, Sampling
 
 
 class TeacherError(RuntimeError):
@@ -43,21 +47,16 @@ class BudgetSpent(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Sampling:
-    """Sampling settings of every teacher request; ``seed`` + sample index seeds each sample."""
+class TeacherCall:
+    """One teacher call: the cache ``key``, the chat ``messages`` and which sample of the prompt it is.
 
-    temperature: float = 0.6
-    top_p: float = 0.95
-    max_tokens: int = 4096
-    seed: int | None = 0
-
-
-@dataclass(frozen=True)
-class Request:
-    """One teacher call: the cache ``key``, the chat ``messages`` and which sample of the prompt it is."""
+    Not a :class:`tasks.strategy.Request`, which is a prompt and how to decode it that a ranking strategy
+    hands to a generation backend: a teacher call carries no sampling (the teacher's one :class:`Sampling`
+    applies), it is identified by its cache key, and its sample index seeds it.
+    """
 
     key: str
-    messages: list[dict[str, str]]
+    messages: Messages
     sample_index: int
 
 
@@ -99,11 +98,12 @@ class RequestStats:
         self.completion_tokens += completion.completion_tokens
 
 
-OnDone = Callable[[Request, Completion], None]
+OnDone = Callable[[TeacherCall, Completion], None]
 
 
 class Teacher(Protocol):
-    """Anything that answers :class:`Request` lists; ``teacher_id`` names model and sampling for the cache."""
+    """Anything that answers lists of :class:`TeacherCall`; ``teacher_id`` names model and sampling for the
+    cache."""
 
     teacher_id: str
     budget: TokenBudget
@@ -113,16 +113,33 @@ class Teacher(Protocol):
         """Model and sampling settings for the dataset card (never a secret)."""
         ...
 
-    async def generate(self, requests: Sequence[Request], on_done: OnDone) -> None:
+    async def generate(self, requests: Sequence[TeacherCall], on_done: OnDone) -> None:
         """Answer every request, calling ``on_done`` as each finishes; raise :class:`BudgetSpent` if the
         budget ran out first (finished requests have been passed to ``on_done``)."""
         ...
 
 
-def teacher_id(model: str, sampling: Sampling) -> str:
+def teacher_sampling(sampling: Sampling, seed: int | None) -> dict[str, Any]:
+    """The settings a teacher decodes with, as the dataset card and :func:`teacher_id` show them; a
+    ``ValueError`` for a :class:`Sampling` that sets anything a teacher cannot apply (``top_k``, several
+    samples per call, log-probabilities)."""
+    used = Sampling(
+        max_new_tokens=sampling.max_new_tokens, temperature=sampling.temperature, top_p=sampling.top_p
+    )
+    if sampling != used:
+        raise ValueError(f"a teacher decodes with temperature, top_p and max_new_tokens only, got {sampling}")
+    return {
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "max_tokens": sampling.max_new_tokens,
+        "seed": seed,
+    }
+
+
+def teacher_id(model: str, sampling: Sampling, seed: int | None) -> str:
     """``model`` plus a short hash of the sampling settings: changing either starts a fresh cache key."""
-    digest = hashlib.sha256(json.dumps(asdict(sampling), sort_keys=True).encode()).hexdigest()[:10]
-    return f"{model}#{digest}"
+    digest = hashlib.sha256(json.dumps(teacher_sampling(sampling, seed), sort_keys=True).encode()).hexdigest()
+    return f"{model}#{digest[:10]}"
 
 
 def public_url(url: str | None) -> str | None:
@@ -189,12 +206,13 @@ class OpenAITeacher:
         timeout_s: float = 120.0,
         retry: RetryPolicy | None = None,
         budget: TokenBudget | None = None,
+        seed: int | None = 0,
     ) -> None:
-        self.model, self.base_url, self.sampling = model, base_url, sampling
+        self.model, self.base_url, self.sampling, self.seed = model, base_url, sampling, seed
         self.concurrency, self.timeout_s = concurrency, timeout_s
         self.retry = retry or RetryPolicy()
         self.budget, self.stats = budget or TokenBudget(), RequestStats()
-        self.teacher_id = teacher_id(model, sampling)
+        self.teacher_id = teacher_id(model, sampling, seed)
         self._api_key = read_api_key(api_key_env)
         self._rng = random.Random(0)
 
@@ -203,18 +221,18 @@ class OpenAITeacher:
             "kind": "openai",
             "model": self.model,
             "base_url": public_url(self.base_url),
-            **asdict(self.sampling),
+            **teacher_sampling(self.sampling, self.seed),
             "concurrency": self.concurrency,
             "timeout_s": self.timeout_s,
         }
 
-    async def generate(self, requests: Sequence[Request], on_done: OnDone) -> None:
+    async def generate(self, requests: Sequence[TeacherCall], on_done: OnDone) -> None:
         client = openai.AsyncOpenAI(
             base_url=self.base_url, api_key=self._api_key, max_retries=0, timeout=self.timeout_s
         )
         gate = asyncio.Semaphore(self.concurrency)
 
-        async def run(request: Request) -> bool:
+        async def run(request: TeacherCall) -> bool:
             async with gate:
                 if self.budget.spent:
                     return False
@@ -237,7 +255,7 @@ class OpenAITeacher:
                 f"{sum(finished)} of {len(requests)} requests; rerun with a larger token_budget to continue"
             )
 
-    async def _with_retries(self, client: openai.AsyncOpenAI, request: Request) -> Completion:
+    async def _with_retries(self, client: openai.AsyncOpenAI, request: TeacherCall) -> Completion:
         for attempt in range(self.retry.max_retries + 1):
             self.stats.requests += 1
             try:
@@ -250,15 +268,15 @@ class OpenAITeacher:
                 await asyncio.sleep(self.retry.delay(attempt, self._rng, failure.retry_after))
         raise AssertionError("unreachable")
 
-    async def _complete(self, client: openai.AsyncOpenAI, request: Request) -> Completion:
-        seed = None if self.sampling.seed is None else self.sampling.seed + request.sample_index
+    async def _complete(self, client: openai.AsyncOpenAI, request: TeacherCall) -> Completion:
+        seed = None if self.seed is None else self.seed + request.sample_index
         try:
             response = await client.chat.completions.create(
                 model=self.model,
                 messages=request.messages,
                 temperature=self.sampling.temperature,
                 top_p=self.sampling.top_p,
-                max_tokens=self.sampling.max_tokens,
+                max_tokens=self.sampling.max_new_tokens,
                 seed=seed,
             )
         except openai.APITimeoutError:

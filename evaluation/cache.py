@@ -1,11 +1,11 @@
 """Per-item cache of a long evaluation: an append-only JSONL file, so a killed run resumes.
 
 Line 1 is ``{"fingerprint": ...}``, a hash of everything that determines the results (model, strategy or
-sampling settings, input checksums, seed); every further line is one finished item, appended and flushed as
-soon as it is done. On resume, finished items are taken from the cache and only the others are computed, so a
-resumed run writes what an uninterrupted one writes. A last line cut short by a kill is dropped
-(:func:`core.jsonl_log.read_log`); a cache written under another fingerprint is an error (use a new
-``output_dir`` or ``resume=false``).
+sampling settings, input checksums, seed); every further line is one finished item, appended durably
+(flushed and ``fsync``-ed, :func:`core.jsonl_log.append_records`) as soon as it is done. On resume, finished
+items are taken from the cache and only the others are computed, so a resumed run writes what an
+uninterrupted one writes. A last line cut short by a kill is dropped (:func:`core.jsonl_log.load_log`); a
+cache written under another fingerprint is an error (use a new ``output_dir`` or ``resume=false``).
 
 :class:`RecordCache` keeps plain JSON records keyed by their ``"key"`` (``rankrl tts``'s samples per problem);
 :class:`QueryCache` keeps ``rankrl eval``'s finished queries (:class:`tasks.strategy.QueryResult`,
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from core.data import DataError
-from core.jsonl_log import read_log
+from core.jsonl_log import append_records, create_log, load_log
 from tasks.strategy import QueryResult
 
 
@@ -40,8 +40,7 @@ class RecordCache:
         if resume and self.path.is_file() and self.path.stat().st_size:
             self._load()
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps({"fingerprint": key}) + "\n", encoding="utf-8")
+            create_log(self.path, [{"fingerprint": key}])
 
     def decode(self, record: dict[str, Any]) -> Any:
         """The item a cached JSON record stands for."""
@@ -52,24 +51,19 @@ class RecordCache:
         return item
 
     def _load(self) -> None:
-        data = self.path.read_bytes()
-        records, size = read_log(data, self.path, lambda record: True)
+        records, _ = load_log(self.path, lambda record: True)
         if not records or records[0].get("fingerprint") != self.key:
             raise DataError(
                 f"{self.path}: cache of a different evaluation (model, settings or inputs changed); "
                 "use another output_dir or resume=false"
             )
         self.done = {record[self.id_field]: self.decode(record) for record in records[1:]}
-        if size < len(data):
-            with self.path.open("r+b") as handle:
-                handle.truncate(size)  # the write a kill interrupted
 
     def append(self, item: Any) -> None:
-        """Record a finished item (flushed at once, so it survives a kill of this process)."""
+        """Record a finished item durably (flushed and ``fsync``-ed, so it survives a kill or a crash)."""
         record = self.encode(item)
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")  # ASCII: a kill cannot split a character
-            handle.flush()
+        with self.path.open("ab") as handle:
+            append_records(handle, [record])
         self.done[record[self.id_field]] = item
 
 

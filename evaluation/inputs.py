@@ -1,33 +1,28 @@
 """Inputs of ``rankrl eval``: a first-stage run with topics and a corpus, or rank_llm requests, plus qrels.
 
 Everything is read through :mod:`core.sources`, so files mean the same here as in data synthesis. The
-first-stage run is read line by line here because a bad line may be skipped: each problem below is a
-one-line :class:`core.data.DataError` naming the file and 1-based line, or, with ``skip_missing``, the
-line (or topic) is dropped and counted under its kind in the manifest:
+first-stage run is checked line by line by :func:`core.sources.read_run_scores`: each problem is a one-line
+:class:`core.data.DataError` naming the file and 1-based line, or, with ``skip_missing``, the line is dropped
+and counted under its kind (:data:`core.sources.RUN_PROBLEMS`) in the manifest; rank_llm request topics
+missing from the qrels are counted as ``topics_missing_from_qrels``.
 
-- ``malformed_lines``: not 6 fields; ``bad_scores``: a score that is not a finite number;
-- ``docs_missing_from_corpus``; ``topics_missing_from_qrels``; ``topics_missing_text`` (not in the topics);
-- ``duplicate_lines``: a second line for the same (query, document); the first one is kept.
-
-An empty run (or one left empty after skipping) is always an error. Each query's first-stage order is the
-run's trec_eval order (score descending, then doc id descending) or the requests' hit order; its top
-``depth`` candidates are reranked and the rest form its *tail*, kept in that order.
+Each query's first-stage order is the run's trec_eval order (score descending, then doc id descending) or
+the requests' hit order; its top ``depth`` candidates are reranked and the rest form its *tail*, kept in that
+order.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.data import DataError
 from core.sources import (
-    _lines,
+    RunScores,
     doc_text,
     ranking_row,
     read_beir,
@@ -35,10 +30,9 @@ from core.sources import (
     read_qrels_file,
     read_queries,
     read_rankllm_requests,
+    read_run_scores,
 )
 from core.trec import rank_by_score
-
-Scores = dict[str, dict[str, float]]
 
 
 @dataclass
@@ -48,7 +42,7 @@ class EvalInputs:
     ``depth`` (``{"doc_id", "text"}``, first-stage order)."""
 
     rows: list[dict[str, Any]]
-    first_stage: Scores
+    first_stage: RunScores
     qrels: dict[str, dict[str, int]] | None
     checksums: dict[str, str] = field(default_factory=dict)
     skipped: Counter = field(default_factory=Counter)
@@ -79,7 +73,7 @@ def load_inputs(config: Any) -> EvalInputs:
         raise DataError("eval: give 'requests' (rank_llm JSON) or 'run' and 'corpus' (with 'topics')")
     corpus, queries, qrels = _corpus_queries_qrels(config)
     skipped: Counter = Counter()
-    scores = read_first_stage(config.run, corpus, queries, qrels, config.skip_missing, skipped)
+    scores = read_run_scores(config.run, corpus, qrels, queries, skipped if config.skip_missing else None)
     rows, tails = [], {}
     for qid, doc_scores in scores.items():
         ranked = rank_by_score(doc_scores)
@@ -109,61 +103,6 @@ def _corpus_queries_qrels(config: Any) -> tuple[dict, dict, dict | None]:
     return read_corpus(config.corpus), queries, qrels
 
 
-def read_first_stage(
-    path: str | Path,
-    corpus: Mapping[str, Any],
-    queries: Mapping[str, str],
-    qrels: Mapping[str, Any] | None,
-    skip: bool,
-    skipped: Counter,
-) -> Scores:
-    """``{qid: {doc_id: score}}`` from a TREC run, every line checked (see the module docstring)."""
-    scores: Scores = {}
-    for number, line in _lines(path):
-        fields = line.split()
-        problem = _line_problem(fields, corpus, queries, qrels, scores)
-        if problem is None:
-            scores.setdefault(fields[0], {})[fields[2]] = float(fields[4])
-        elif skip:
-            skipped[problem[0]] += 1
-        else:
-            raise DataError(f"{path}:{number}: {problem[1]}")
-    if not scores:
-        raise DataError(f"{path}: empty run" + (" after skipping bad lines" if skipped else ""))
-    return scores
-
-
-def _line_problem(
-    fields: list[str],
-    corpus: Mapping[str, Any],
-    queries: Mapping[str, str],
-    qrels: Mapping[str, Any] | None,
-    scores: Scores,
-) -> tuple[str, str] | None:
-    """``(kind, message)`` of the first problem of one run line, or None for a good line."""
-    if len(fields) != 6:
-        return "malformed_lines", f"expected 6 fields 'qid Q0 docid rank score tag', got {len(fields)}"
-    qid, _, doc_id, _, score, _ = fields
-    if not _finite(score):
-        return "bad_scores", f"score {score!r} is not a finite number"
-    if doc_id not in corpus:
-        return "docs_missing_from_corpus", f"document {doc_id!r} is not in the corpus"
-    if qid not in queries:
-        return "topics_missing_text", f"topic {qid!r} is not among the topics"
-    if qrels is not None and qid not in qrels:
-        return "topics_missing_from_qrels", f"topic {qid!r} is not in the qrels"
-    if doc_id in scores.get(qid, {}):
-        return "duplicate_lines", f"duplicate line for ({qid!r}, {doc_id!r})"
-    return None
-
-
-def _finite(text: str) -> bool:
-    try:
-        return math.isfinite(float(text))
-    except ValueError:
-        return False
-
-
 def _from_requests(config: Any) -> EvalInputs:
     """Rows and first-stage scores from rank_llm requests; topics without qrels skipped if asked."""
     qrels = read_qrels_file(config.qrels) if config.qrels else None
@@ -185,7 +124,7 @@ def _from_requests(config: Any) -> EvalInputs:
     return EvalInputs(rows, _request_scores(config.requests), qrels, checksums, +skipped, tails)
 
 
-def _request_scores(path: str | Path) -> Scores:
+def _request_scores(path: str | Path) -> RunScores:
     """First-stage scores of rank_llm hits (already validated by the reader; a missing score is 0)."""
     requests = json.loads(Path(path).read_text(encoding="utf-8"))
     return {

@@ -1,11 +1,10 @@
 """Test-time scaling for reasoners: sample N answers per problem and pick one, or force a thinking budget.
 
-Answers. :func:`extract_answer` reads a completion's final answer from the text after its last
-``</think>``: the rules of :func:`rewards.answers.final_answer` (``####``, ``\\boxed{}``,
-``<answer>...</answer>``), else what follows the last ``Final answer:`` on its line; the result is
-normalised with :func:`rewards.answers.normalize_answer`. A completion with none of these markers, or an
-empty answer, is *unparseable* (answer ``""``): it abstains from every vote, and a rule that picks it
-(best-of-N, first-finish) predicts nothing, which counts as wrong.
+Answers. A completion's answer is the math task's (:func:`tasks.answers.read_answer`, what
+:meth:`tasks.math.MathTask.parse` reads): the normalised final answer after its last ``</think>``
+(``####``, ``\\boxed{}``, ``<answer>...</answer>`` or a ``Final answer:`` line). A completion without one,
+or with an empty answer, is *unparseable* (answer ``""``): it abstains from every vote, and a rule that picks
+it (best-of-N, first-finish) predicts nothing, which counts as wrong.
 
 Selection rules, each over the first n of a problem's samples (so one pass of max(n) samples serves a
 whole sweep, :mod:`~evaluation.tts_report`), are :data:`RULES`: ``majority`` (self-consistency),
@@ -18,18 +17,14 @@ of thinking is replaced by ``Wait`` to spend more of the budget.
 
 from __future__ import annotations
 
-import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from core.generation import Generation, GenerationBackend, Sampling
-from rewards.answers import final_answer, normalize_answer
-from tasks.prompts import Messages
-
-END_THINK = "</think>"
-_FINAL_LINE = re.compile(r"final answer\s*:[ \t]*([^\n]*)", re.IGNORECASE)
+from core.generation import Generation, GenerationBackend, Messages, Sampling
+from tasks.answers import END_THINK, read_answer
+from tasks.voting import majority_vote, weighted_vote
 
 
 @dataclass(frozen=True)
@@ -42,41 +37,25 @@ class Sample:
     answer: str
 
 
-def extract_answer(text: str) -> str:
-    """The normalised final answer of a completion, ``""`` when unparseable (see the module docstring)."""
-    tail = text.rsplit(END_THINK, 1)[-1].strip()
-    marked = final_answer(tail)
-    if marked == tail:  # final_answer returns the whole text only when none of its markers is present
-        lines = _FINAL_LINE.findall(tail)
-        marked = lines[-1].removesuffix("</answer>") if lines else ""
-    return normalize_answer(marked)
-
-
 def to_sample(generation: Generation) -> Sample:
-    """A backend's generation as a :class:`Sample` with its extracted answer."""
-    return Sample(generation.text, generation.num_tokens, extract_answer(generation.text))
+    """A backend's generation as a :class:`Sample` with its answer."""
+    return Sample(generation.text, generation.num_tokens, read_answer(generation.text)[0])
 
 
-def _vote(answers: Sequence[str], weights: Sequence[float]) -> str:
-    totals: dict[str, float] = {}
-    for answer, weight in zip(answers, weights, strict=True):
-        if answer:
-            totals[answer] = totals.get(answer, 0.0) + weight
-    return max(totals, key=totals.__getitem__, default="")  # first maximal key = earliest first occurrence
+def _winner(result: tuple[str, float] | None) -> str:
+    return result[0] if result else ""
 
 
-def majority_vote(answers: Sequence[str]) -> str:
-    """Self-consistency: the most frequent parseable answer. Ties go to the tied answer whose first
-    occurrence comes earliest in the sample list; ``""`` when no sample is parseable."""
-    return _vote(answers, [1.0] * len(answers))
+def majority(answers: Sequence[str]) -> str:
+    """Self-consistency (:func:`tasks.voting.majority_vote`): the most frequent parseable answer, ties to the
+    tied answer seen first; ``""`` when no sample is parseable."""
+    return _winner(majority_vote([answer or None for answer in answers]))
 
 
-def weighted_vote(answers: Sequence[str], scores: Sequence[float]) -> str:
-    """The parseable answer with the largest sum of its samples' scores (scores must be >= 0: a reward in
-    [0, 1] or a reward model's probability). Ties as :func:`majority_vote`; ``""`` when none is parseable."""
-    if any(score < 0 for score in scores):
-        raise ValueError(f"weighted voting needs non-negative scores, got {min(scores)}")
-    return _vote(answers, scores)
+def weighted(answers: Sequence[str], scores: Sequence[float]) -> str:
+    """The parseable answer with the largest sum of its samples' scores (:func:`tasks.voting.weighted_vote`,
+    scores >= 0), ties as :func:`majority`; ``""`` when none is parseable."""
+    return _winner(weighted_vote([answer or None for answer in answers], scores))
 
 
 def best_of_n(answers: Sequence[str], scores: Sequence[float]) -> str:
@@ -92,8 +71,8 @@ def first_finish(answers: Sequence[str], num_tokens: Sequence[int]) -> str:
 
 Rule = Callable[[Sequence[Sample], Sequence[float]], str]
 RULES: dict[str, Rule] = {
-    "majority": lambda samples, scores: majority_vote([s.answer for s in samples]),
-    "weighted": lambda samples, scores: weighted_vote([s.answer for s in samples], scores),
+    "majority": lambda samples, scores: majority([s.answer for s in samples]),
+    "weighted": lambda samples, scores: weighted([s.answer for s in samples], scores),
     "best_of_n": lambda samples, scores: best_of_n([s.answer for s in samples], scores),
     "first_finish": lambda samples, scores: first_finish(
         [s.answer for s in samples], [s.num_tokens for s in samples]
@@ -169,5 +148,5 @@ def budget_force(
     samples = []
     for text, tokens, (answer, *_) in zip(thinking, spent, answers, strict=True):
         response = text + forcing.force + answer.text
-        samples.append(Sample(response, tokens + answer.num_tokens, extract_answer(response)))
+        samples.append(Sample(response, tokens + answer.num_tokens, read_answer(response)[0]))
     return samples

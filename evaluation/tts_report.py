@@ -1,10 +1,11 @@
 """The test-time scaling report: accuracy per (rule, n) over sample prefixes, and its table and plot.
 
-:func:`sweep` applies every rule of :data:`~evaluation.tts.RULES` to the *first n* samples of each
-problem for every n, beside the oracle ``pass@n`` (a correct answer among the first n), so one pass of
-max(n) samples serves the whole sweep. :func:`with_latency` adds the cost columns; :func:`write_table`
-writes ``tts.csv`` and ``tts.md``; :func:`write_plot` draws accuracy against n and against generated tokens
-per problem (``tts.png``).
+:func:`sweep` applies every rule of :data:`~evaluation.tts.RULES` to the *first n* samples of each problem
+for every n, beside the oracle ``pass@n`` (a correct answer among the first n), so one pass of max(n)
+samples serves the whole sweep; a prediction is right when it is equivalent to the reference
+(:func:`tasks.answers.answers_match`: same normal form, or equal under math-verify). :func:`with_latency`
+adds the cost columns; :func:`write_table` writes ``tts.csv`` and ``tts.md``; :func:`write_plot` draws
+accuracy against n and against generated tokens per problem (``tts.png``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.tts import RULES, Sample
-from rewards.answers import answers_match
+from tasks.answers import answers_match
 
 ORACLE = "pass@n"
 COLUMNS = (

@@ -1,13 +1,14 @@
 """``rankrl tts``: a reasoner's accuracy against samples and tokens under test-time scaling strategies.
 
-Steps: load the problems (:func:`core.data.load_dataset_file`, kind ``reasoning``, columns renamed
-from ``problem_field`` / ``answer_field``) and build the math prompt
-(:func:`tasks.prompts.math_messages`); then, ``problems_per_batch`` problems at a time (a *chunk*),
-sample max(n_values) completions per problem in one ``generate`` call, score them when a scorer is set
-(:mod:`~evaluation.tts_score`) and run budget forcing once per budget, appending each problem's
-samples and budget-forced completions to ``cache.jsonl`` (:class:`~evaluation.cache.RecordCache`);
-sweep the rules over sample prefixes (:func:`~evaluation.tts_report.sweep`); write ``tts.csv``,
-``tts.md`` (also printed), ``tts.png``, ``samples.jsonl`` and ``manifest.json``.
+Steps: load the problems (:func:`core.data.load_dataset_file`, kind ``reasoning``, columns renamed from
+``problem_field`` / ``answer_field``) and render each prompt with the math task
+(:meth:`tasks.math.MathTask.prompt` with ``task_args``: the prompt it was trained on); then,
+``problems_per_batch`` problems at a time (a *chunk*), sample max(n_values) completions per problem in one
+``generate`` call, score them when a scorer is set (:mod:`~evaluation.tts_score`) and run budget forcing
+once per budget, appending each problem's samples and budget-forced completions to ``cache.jsonl``
+(:class:`~evaluation.cache.RecordCache`); sweep the rules over sample prefixes
+(:func:`~evaluation.tts_report.sweep`); write ``tts.csv``, ``tts.md`` (also printed), ``tts.png``,
+``samples.jsonl`` and ``manifest.json``.
 
 Resume: the cache's fingerprint covers everything that decides a record (model, backend, the problems and
 their prompts, sampling, seed, chunk and batch sizes, scorer, budget-forcing texts); with ``resume`` a rerun
@@ -36,7 +37,7 @@ from typing import Any
 import torch
 
 from core.data import load_dataset_file
-from core.generation import GenerationBackend, Sampling
+from core.generation import GenerationBackend, Messages, Sampling
 from core.recipe import described
 from evaluation.cache import RecordCache, fingerprint
 from evaluation.inputs import sha256
@@ -51,7 +52,7 @@ from evaluation.tts_report import (
     write_table,
 )
 from evaluation.tts_score import Scorer, reward_model_scorer, reward_scorer
-from tasks.prompts import Messages, math_messages
+from tasks import get_task
 
 
 @dataclass
@@ -64,6 +65,9 @@ class TTSConfig:
     problem_field: str = described("Column holding the problem text (GSM8K: question).", "problem")
     answer_field: str = described("Column of the reference answer (GSM8K's '... #### 18' works).", "answer")
     max_problems: int | None = described("Use only the first N problems (None: all).")
+    task_args: dict[str, Any] = described(
+        "Options of the math task that renders the prompts (as in training recipes).", default_factory=dict
+    )
     output_dir: str = described("Where the table, plot, samples and manifest are written.", "outputs/tts")
     n_values: list[int] = described(
         "Sample counts of the sweep; max(n_values) samples per problem serve every n.",
@@ -122,6 +126,7 @@ class TTSConfig:
             raise ValueError("temperature 0 makes the n samples identical; set temperature > 0")
         if self.problems_per_batch <= 0:
             raise ValueError(f"problems_per_batch must be positive, got {self.problems_per_batch}")
+        get_task("math", **self.task_args)  # an unknown option is a one-line error before any work
 
     def sampling(self, num_samples: int) -> Sampling:
         """The decoding settings for ``num_samples`` samples per prompt."""
@@ -165,7 +170,8 @@ def run_tts(
         )
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    prompts = [math_messages(row["problem"]) for row in problems]
+    task = get_task("math", **config.task_args)
+    prompts = [task.prompt(row) for row in problems]
     references = [row["answer"] for row in problems]
     key = _cache_key(config, backend, scorer is not None, problems, prompts)
     cache = RecordCache(out / "cache.jsonl", key, config.resume)
@@ -198,12 +204,12 @@ def run_tts(
     return manifest
 
 
-# Settings that decide no cached record: where the inputs are (their rows and prompts are hashed instead),
-# which rules and n the report shows (max(n_values) is in the sampling), which budgets run (records are per
-# budget) and what is written.
+# Settings that decide no cached record: where the inputs are and the task's options (their rows and
+# prompts are hashed instead), which rules and n the report shows (max(n_values) is in the sampling), which
+# budgets run (records are per budget) and what is written.
 UNCACHED = (
-    "dataset", "split", "problem_field", "answer_field", "max_problems", "output_dir", "n_values",
-    "strategies", "budgets", "save_samples", "resume",
+    "dataset", "split", "problem_field", "answer_field", "max_problems", "task_args", "output_dir",
+    "n_values", "strategies", "budgets", "save_samples", "resume",
 )  # fmt: skip
 
 Step = Callable[[list[int]], list[dict[str, Any]]]

@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
+from core.generation import Messages
 from evaluation.tts import Sample
 from rewards.registry import get_reward
-from tasks.prompts import Messages
 
 Scorer = Callable[
     [Sequence[Mapping[str, Any]], Sequence[Messages], Sequence[Sequence[Sample]]], list[list[float]]

@@ -5,7 +5,8 @@ Prompts are encoded by :func:`core.generation.encode_prompt`, as :class:`HFBacke
 and passed to vLLM as token ids, and completions are decoded by the same tokenizer call, so both engines see
 the same tokens and write the same text (with float32 weights greedy decoding gives the same tokens).
 Log-probabilities are vLLM's raw ones (before temperature), as HF's are. vLLM batches and schedules all
-prompts itself, so one call covers every prompt.
+prompts itself, so one call covers every prompt. Scoring next tokens (``Sampling.score_tokens``) is
+:class:`~core.generation.HFBackend`'s only.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ class VLLMBackend:
         """Complete ``prompts``: ``num_samples`` per prompt (greedy: one decode repeated)."""
         from vllm import SamplingParams
 
+        if sampling.score_tokens:
+            raise NotImplementedError(
+                "the vLLM backend does not score next tokens (Sampling.score_tokens); use engine: hf"
+            )
         greedy = sampling.temperature <= 0
         params = SamplingParams(
             n=1 if greedy else sampling.num_samples,

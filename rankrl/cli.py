@@ -1,5 +1,5 @@
 """The ``rankrl`` command line: ``train`` a recipe (optionally ``--smoke``), the ``demo``, ``doctor``,
-``synth``, ``eval`` and ``export``.
+``tasks``, ``synth``, ``eval``, ``tts`` and ``export``.
 
 ``rankrl train RECIPE`` runs the recipe's stage in this process on one device; on a machine with several
 GPUs it re-executes itself under ``accelerate launch`` with the accelerate config the recipe names
@@ -130,8 +130,16 @@ def doctor(args: argparse.Namespace) -> None:
     raise SystemExit(run_doctor(launch=args.launch, recipe=args.recipe))
 
 
+def list_tasks(args: argparse.Namespace) -> None:
+    """One line per registered task: name, the rows it reads and what it is."""
+    from tasks import describe_tasks
+
+    for name, row_kind, summary in describe_tasks():
+        print(f"{name:<10} {row_kind:<10} {summary}")
+
+
 def synth(args: argparse.Namespace) -> None:
-    """Synthesize SFT and RL data with a teacher model (see data_synth.pipeline)."""
+    """Synthesize a task's examples with a teacher model's answers (see data_synth.pipeline)."""
     from data_synth.pipeline import synth_command
 
     raise SystemExit(synth_command(args.recipe, args.overrides, dry=args.dry_run))
@@ -186,7 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     doctor_parser.add_argument("--launch", help="also validate this accelerate config on this machine")
     doctor_parser.add_argument("--recipe", help="recipe to validate the --launch config against")
     doctor_parser.set_defaults(handler=doctor)
-    synth_parser = commands.add_parser("synth", help="synthesize SFT and RL data with a teacher model")
+    tasks_parser = commands.add_parser("tasks", help="list the tasks a recipe's 'task' can name")
+    tasks_parser.set_defaults(handler=list_tasks)
+    synth_parser = commands.add_parser("synth", help="synthesize a task's training data with a teacher")
     synth_parser.add_argument("recipe", help="synthesis recipe YAML, e.g. recipes/synth/reasonrank.yaml")
     synth_parser.add_argument("overrides", nargs="*", help="key=value recipe overrides")
     synth_parser.add_argument("--dry-run", action="store_true", help="print counts and prompts only")

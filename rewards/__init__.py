@@ -28,10 +28,11 @@ from rewards.erank import erank_rr_reward, erank_se_reward
 from rewards.groupwise import grouprank_reward
 from rewards.listwise import listwise_format_reward, ranking_metric_reward, reasonrank_reward
 from rewards.monitors import listwise_monitor
-from rewards.pointwise import retro_composite_reward, retro_inter_reward, retro_intra_reward
 from rewards.progress import mrt_progress_reward
 from rewards.registry import RewardError, available_rewards, get_reward, register_reward, resolve_rewards
+from rewards.rubric import retro_composite_reward, retro_inter_reward, retro_intra_reward
 from rewards.setwise import rank_r1_setwise_reward
+from rewards.yesno import yesno_match_reward  # noqa: F401  (registers yesno_match)
 
 __all__ = [
     "RewardError",

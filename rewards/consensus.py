@@ -5,7 +5,8 @@ ReasonRank's gates passed in ``mode``) are aggregated with Borda's count: a rank
 n − r points to the document at rank r (0-based); the consensus orders documents by total points, ties in
 prompt order. Each valid completion is rewarded by its agreement with that consensus:
 
-- ``kendall``: Kendall's τ-a between the two rankings of the n candidates, in [−1, 1];
+- ``kendall``: Kendall's τ-a between the two rankings of the n candidates, in [−1, 1]
+  (:func:`rewards.metrics.kendall_tau`);
 - ``rbo``: rank-biased overlap with persistence ``rbo_p`` (:func:`rewards.metrics.rbo`), in [0, 1].
 
 A completion that fails a gate gets ``invalid_reward`` (−1) and does not vote. The consensus includes the
@@ -18,12 +19,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-from scipy.stats import kendalltau
-
 from rewards.groups import group_rows
 from rewards.listwise import _doc_ids, _gate_or_rank
-from rewards.metrics import rbo
+from rewards.metrics import kendall_tau, rbo
 from rewards.registry import register_reward
 
 AGREEMENTS = ("kendall", "rbo")
@@ -36,14 +34,6 @@ def borda_consensus(rankings: Sequence[Sequence[str]], doc_ids: Sequence[str]) -
         for rank, doc_id in enumerate(ranking):
             points[doc_id] += len(ranking) - rank
     return sorted(doc_ids, key=lambda doc_id: -points[doc_id])
-
-
-def kendall_tau(ranking: Sequence[str], reference: Sequence[str]) -> float:
-    """Kendall's τ between two rankings of the same documents (1 identical, −1 reversed; 1 for n < 2)."""
-    if len(reference) < 2:
-        return 1.0
-    position = {doc_id: rank for rank, doc_id in enumerate(reference)}
-    return float(kendalltau(np.arange(len(ranking)), [position[doc_id] for doc_id in ranking]).statistic)
 
 
 @register_reward("group_consensus", scope="group")

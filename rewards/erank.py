@@ -1,9 +1,10 @@
-"""ERank's pointwise rewards (arXiv 2509.00520 §3.2-3.3, App. I), ERank-like.
+"""ERank's pointwise rewards (arXiv 2509.00520 §3.2-3.3, App. I) for task ``pointwise``.
 
 Each completion scores one (query, document) prompt with ``<think>...</think><answer>N</answer>``, N in
 0..10 (:func:`tasks.parsers_scores.parse_int_answer`). Dataset columns, one entry per completion:
 ``query_id``, ``is_positive`` (bool or 0/1) and ``ref_score`` (t, the frozen SFT model's score of the
-document; needed only where a formula uses it).
+document; needed only where a formula uses it), as :meth:`tasks.pointwise.PointwiseTask.reward_columns`
+gives them (t: the teacher's score, else the label's).
 
 ``erank_rr`` is cross-prompt (scope ``query``): all N × G rollouts of a query's N
 documents are ranked together by their scores s, φ = 1 + the number of rollouts scored strictly higher
@@ -30,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from rewards.listwise import _column, completion_text
-from rewards.pointwise import _flag
 from rewards.registry import register_reward
+from rewards.rubric import _flag
 from tasks.parsers_scores import parse_int_answer
 
 POSITIVE_FORMS = ("reciprocal", "ndcg")

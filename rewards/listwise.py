@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from core.data import labels_to_qrels
 from rewards.metrics import (
     average_precision_batch,
     mrr_at_k_batch,
@@ -203,7 +204,7 @@ def _doc_ids(name: str, row: Any) -> list[str]:
 def _qrels_column(name: str, columns: Mapping[str, Any], size: int) -> list[dict[str, int]]:
     rows = _column(name, columns, "labels", size)
     try:
-        return [{label["doc_id"]: int(label["relevance"]) for label in row} for row in rows]
+        return [labels_to_qrels(row) for row in rows]
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(
             f"reward {name!r}: malformed 'labels' row ({error!r}); need doc_id, relevance"

@@ -255,6 +255,22 @@ def rbo(pred: Sequence[Hashable], gold: Sequence[Hashable], p: float = 1.0) -> f
     return float(((1.0 - p) * p ** np.arange(k)) @ agreement)
 
 
+def kendall_tau(ranking: Sequence[Hashable], reference: Sequence[Hashable]) -> float:
+    """Kendall's τ between two rankings of the same n items: (concordant − discordant pairs) / (n(n − 1) / 2).
+
+    1 for identical rankings, −1 for reversed ones, 1.0 when n < 2. Rankings are permutations (no ties), so
+    this τ-a equals τ-b (``scipy.stats.kendalltau``'s default). An item of ``ranking`` missing from
+    ``reference`` is a KeyError.
+    """
+    n = len(reference)
+    if n < 2:
+        return 1.0
+    position = {item: rank for rank, item in enumerate(reference)}
+    order = np.array([position[item] for item in ranking])
+    pair_signs = np.sign(order[None, :] - order[:, None])  # +1 where a later item is also later in reference
+    return float(np.triu(pair_signs, 1).sum() / (n * (n - 1) / 2))
+
+
 def _first_positions(items: Sequence[Hashable]) -> dict[Hashable, int]:
     positions: dict[Hashable, int] = {}
     for index, item in enumerate(items):

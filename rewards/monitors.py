@@ -17,11 +17,12 @@ are logged by TRL itself for every reward function, so monitors do not repeat th
   n >= 2; in ``partial`` mode an answer listing only a prefix in input order counts too, as its completion
   copies the input order.
 - ``monitor/spearman_initial`` and ``monitor/kendall_initial``: the mean Spearman rho and Kendall tau (tau-b,
-  equal to tau-a on permutations) between the predicted order and the initial (prompt) order, over valid
-  answers with n >= 2: +1 copies the input order, -1 reverses it. Not logged in a batch without such answers.
+  equal to tau-a on permutations, :func:`rewards.metrics.kendall_tau`) between the predicted order and the
+  initial (prompt) order, over valid answers with n >= 2: +1 copies the input order, -1 reverses it. Not
+  logged in a batch without such answers.
 
 All rates divide by the number of completions in the batch (per process; TRL averages the values logged by
-the processes). The correlations use ``scipy.stats`` (installed with the project's dependencies).
+the processes). Spearman's rho uses ``scipy.stats`` (installed with the project's dependencies).
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from scipy.stats import kendalltau, spearmanr
+from scipy.stats import spearmanr
 
 from rewards.listwise import _column, _doc_ids, read_listwise_answer
+from rewards.metrics import kendall_tau
 from rewards.registry import register_reward
 from tasks.parsers import MODES
 
@@ -99,7 +101,7 @@ def spearman_initial(order: tuple[int, ...]) -> float:
 
 def kendall_initial(order: tuple[int, ...]) -> float:
     """Kendall's tau between predicted rank r and the input position ``order[r]`` (n >= 2)."""
-    return float(kendalltau(np.arange(len(order)), order).statistic)
+    return kendall_tau(order, range(len(order)))
 
 
 _KNOWN = frozenset((*FORMAT_REASONS, *PERMUTATION_REASONS))

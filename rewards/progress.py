@@ -8,7 +8,7 @@ estimated from ``num_samples`` (K) sampled continuations graded against the refe
 
     r_j = J_j − J_{j−1} (j = 1..k),     reward = outcome + α · Σ_j r_j = outcome + α · (J_k − J_0),
 
-with outcome ∈ {0, 1} the exact match of the trace's own final answer (:mod:`rewards.answers`). The sum
+with outcome ∈ {0, 1} whether the trace's own final answer is right (:mod:`rewards.answers`). The sum
 telescopes, so only J_k and J_0 are sampled, not every J_j, and J_0 (the prompt alone) once per distinct
 prompt: K samples per completion plus K per prompt instead of (k+1)·K per completion. J_0 is a per-prompt
 constant, which GRPO's group-normalised advantage cancels; it is kept so the reward is exactly the value
@@ -30,10 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from rewards.answers import answer_match_reward, answers_match
+from rewards.answers import answer_match_reward
 from rewards.groups import Generate
 from rewards.listwise import _column, completion_text
 from rewards.registry import register_reward
+from tasks.answers import answers_match
 
 STOP_TEMPLATE = (
     "Time is up.\n\nGiven the time I've spent and the approaches I've tried, I should stop thinking and "

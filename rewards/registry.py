@@ -18,7 +18,6 @@ process would hang the others) or scores whole groups or queries.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import math
@@ -26,6 +25,7 @@ import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from core.hints import did_you_mean
 from rewards.groups import SCOPES, reward_scope
 
 RewardFn = Callable[..., list[float]]
@@ -197,9 +197,9 @@ def _lookup(spec: str) -> RewardFn:
         return _REGISTRY[spec]
     if ":" not in spec and "." not in spec:
         known = available_rewards()
-        close = difflib.get_close_matches(spec, known, n=1)
-        hint = f"; closest match: {close[0]!r}" if close else ""
-        raise ValueError(f"unknown reward {spec!r}; known rewards: {', '.join(known)}{hint}")
+        raise ValueError(
+            f"unknown reward {spec!r}{did_you_mean(spec, known)}; known rewards: {', '.join(known)}"
+        )
     module_name, _, attr = spec.rpartition(":") if ":" in spec else spec.rpartition(".")
     try:
         fn = getattr(importlib.import_module(module_name), attr)

@@ -4,7 +4,8 @@ Algorithm, for n candidates, group size c and t repeats:
 
 1. For each repeat r = 1..t, order the candidates (a seeded shuffle per query and repeat when ``shuffle``,
    else the first-stage order) and cut them into ⌈n / c⌉ consecutive groups of at most c.
-2. One prompt per group asks for a 0-10 score of each of its documents, answered as
+2. One prompt per group, rendered by :meth:`tasks.groupwise.GroupwiseTask.prompt` (the prompt training and
+   synthesis use), asks for a 0-10 score of each of its documents, answered as
    ``<reason>...</reason><answer>```json {"[1]": 7, ...}```</answer>`` and parsed by
    :func:`tasks.parsers_scores.parse_group_scores`; each score is divided by 10.
 3. A document's final score is the mean of its t scores (test-time scaling by reshuffling); documents are
@@ -19,14 +20,15 @@ which other queries are evaluated with it.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from core.generation import Sampling
+from tasks.groupwise import INFERENCE_SAMPLING, MAX_SCORE, GroupwiseTask
 from tasks.parsers_scores import parse_group_scores
-from tasks.prompts import GROUPRANK_SYSTEM, GROUPRANK_USER, Messages, grouprank_messages
-from tasks.strategy import QueryRun, Ranked, Request, passage_text
+from tasks.prompts import GROUPRANK_SYSTEM, GROUPRANK_USER
+from tasks.strategy import QueryRun, Ranked, Request
 
 
 @dataclass(frozen=True)
@@ -37,10 +39,8 @@ class Groupwise:
     repeats: int = 1
     shuffle: bool = True
     seed: int = 0
-    max_passage_words: int = 300
-    sampling: Sampling = field(
-        default_factory=lambda: Sampling(max_new_tokens=8000, temperature=0.3, top_p=0.8)
-    )
+    sampling: Sampling = INFERENCE_SAMPLING
+    task: GroupwiseTask = field(default_factory=GroupwiseTask)
 
     name = "groupwise"
 
@@ -51,16 +51,9 @@ class Groupwise:
             )
 
     def describe(self) -> dict[str, Any]:
-        params = {key: value for key, value in asdict(self).items() if key != "sampling"}
-        return {
-            "strategy": self.name,
-            **params,
-            "template": {"system": GROUPRANK_SYSTEM, "user": GROUPRANK_USER},
-        }
-
-    def prompt(self, query: str, texts: Sequence[str]) -> Messages:
-        """GroupRank's groupwise prompt over the passages cut to ``max_passage_words``."""
-        return grouprank_messages(query, [passage_text(t, self.max_passage_words) for t in texts])
+        params = {key: value for key, value in asdict(self).items() if key not in ("sampling", "task")}
+        template = {"system": GROUPRANK_SYSTEM, "user": GROUPRANK_USER}
+        return {"strategy": self.name, **params, "task": asdict(self.task), "template": template}
 
     def groups(self, query_id: str, n: int) -> list[list[int]]:
         """Candidate positions of every group of every repeat, repeat by repeat."""
@@ -76,17 +69,18 @@ class Groupwise:
         """Coroutine scoring one row; yields every group prompt of every repeat at once."""
         candidates = list(row["candidates"])
         groups = self.groups(str(row["query_id"]), len(candidates))
-        requests = [
-            Request(self.prompt(row["query"], [candidates[p]["text"] for p in group]), self.sampling)
+        prompts = (
+            self.task.prompt({"query": row["query"], "candidates": [candidates[p] for p in group]})
             for group in groups
-        ]
+        )
+        requests = [Request(messages, self.sampling) for messages in prompts]
         answers = yield requests
         totals, fallbacks = [0.0] * len(candidates), 0
         for group, samples in zip(groups, answers, strict=True):
             parsed = parse_group_scores(samples[0].text, len(group))
             fallbacks += not parsed.valid
             for label, position in enumerate(group, 1):
-                totals[position] += (parsed.scores or {}).get(label, 0.0) / 10
+                totals[position] += (parsed.scores or {}).get(label, 0.0) / MAX_SCORE
         means = [total / self.repeats for total in totals]
         order = sorted(range(len(candidates)), key=lambda p: -means[p])
         return Ranked([candidates[p]["doc_id"] for p in order], [means[p] for p in order], fallbacks)

@@ -2,41 +2,43 @@
 
 Algorithm (llmrankers' ``heapSort`` with ``num_child`` = c): the candidates form an implicit (c)-ary max-heap
 in an array, where node i has children ``c*i+1 .. c*i+c``. ``heapify(i, n)`` shows the model node i and its
-children (up to c + 1 documents, node i labelled ``[1]``) in one Rank-R1 prompt; the answer ``[k]`` names
-the most relevant one; if that is a child, it swaps with node i and heapify continues at the child.
+children (up to c + 1 documents, node i labelled ``[1]``) in one prompt of the setwise task
+(:class:`tasks.setwise.SetwiseTask`); the answer ``[k]`` names the most relevant one; if that is a child,
+it swaps with node i and heapify continues at the child.
 
 1. Build the heap: heapify every node from ``n // c`` down to 0.
 2. Extract: for i = n-1 down to 1, swap the root to position i; stop once ``k`` documents are placed;
    otherwise heapify the root on the first i elements.
 3. The ranking is the array reversed: the k extracted documents first, then the rest of the heap.
 
-An answer that does not parse as ``[k]`` with k in range keeps node i as the largest (llmrankers' fallback,
-index 0) and is counted in ``fallbacks``. Comparisons are sequential within a query; across queries the
-comparison every query waits on is generated in one call.
+An answer the task does not parse as ``[k]`` with k in range keeps node i as the largest (llmrankers'
+fallback, index 0) and is counted in ``fallbacks``. Comparisons are sequential within a query; across
+queries the comparison every query waits on is generated in one call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Generator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from core.generation import Generation, Sampling
-from tasks.parsers import parse_setwise_label
-from tasks.prompts import R1_SYSTEM_PROMPT, SETWISE_USER, Messages, setwise_messages
-from tasks.strategy import QueryRun, Ranked, Request, passage_text
+from tasks.prompts import R1_SYSTEM_PROMPT, SETWISE_USER
+from tasks.setwise import SetwiseTask
+from tasks.strategy import QueryRun, Ranked, Request
 
 Compare = Generator[list[Request], list[list[Generation]], int]
 
 
 @dataclass(frozen=True)
 class SetwiseHeapsort:
-    """Rank-R1 setwise heapsort; ``num_child`` children per comparison, top ``k`` extracted."""
+    """Rank-R1 setwise heapsort; ``num_child`` children per comparison, top ``k`` extracted, each
+    comparison rendered and parsed by ``task``."""
 
     num_child: int = 19
     k: int = 10
-    max_passage_words: int = 300
     sampling: Sampling = field(default_factory=lambda: Sampling(max_new_tokens=2048))
+    task: SetwiseTask = field(default_factory=SetwiseTask)
 
     name = "setwise"
 
@@ -45,13 +47,9 @@ class SetwiseHeapsort:
             raise ValueError(f"setwise num_child and k must be >= 1, got {self.num_child}, {self.k}")
 
     def describe(self) -> dict[str, Any]:
-        params = {key: value for key, value in asdict(self).items() if key != "sampling"}
         template = {"system": R1_SYSTEM_PROMPT, "user": SETWISE_USER}
-        return {"strategy": self.name, **params, "template": template}
-
-    def prompt(self, query: str, texts: Sequence[str]) -> Messages:
-        """Rank-R1's setwise prompt over the passages cut to ``max_passage_words``."""
-        return setwise_messages(query, [passage_text(t, self.max_passage_words) for t in texts])
+        params = {"num_child": self.num_child, "k": self.k}
+        return {"strategy": self.name, **params, "task": asdict(self.task), "template": template}
 
     def rerank(self, row: Mapping[str, Any]) -> QueryRun:
         """Coroutine ranking one row by heapsort; yields one comparison prompt at a time."""
@@ -69,9 +67,9 @@ class SetwiseHeapsort:
     def _heapify(self, query: str, heap: list, n: int, i: int, counts: dict[str, int]) -> Compare:
         while self.num_child * i + 1 < n:
             positions = [i, *range(self.num_child * i + 1, min(self.num_child * (i + 1) + 1, n))]
-            messages = self.prompt(query, [heap[p]["text"] for p in positions])
-            (samples,) = yield [Request(messages, self.sampling)]
-            label = parse_setwise_label(samples[0].text, len(positions)).label
+            shown = {"query": query, "candidates": [heap[p] for p in positions]}
+            (samples,) = yield [Request(self.task.prompt(shown), self.sampling)]
+            label = self.task.parse(shown, samples[0].text).value
             counts["fallbacks"] += label is None
             largest = positions[label - 1] if label is not None else i
             if largest == i:

@@ -1,44 +1,36 @@
-"""Pointwise reranking: every (query, document) pair scored on its own (ERank; Retro*, arXiv 2509.24869 §3.1).
+"""Pointwise reranking, shared by ERank (arXiv 2509.00520, :mod:`tasks.pointwise`) and Retro* (arXiv
+2509.24869, :mod:`tasks.rubric`): every (query, document) pair is one example and one prompt, scored alone.
 
-Algorithm: for each stage ``(depth, samples)`` in ``stages``, the current top ``depth`` documents are scored
-with ``samples`` completions each, all of a query's prompts in one request list (so, with the driver, every
-pair of every query goes to the backend together, in ``batch_size`` chunks), and re-sorted by score; ties
-and the documents below ``depth`` keep their current order. One stage ``[(100, 1)]`` is plain pointwise
-reranking; Retro*'s multi-pass ``100@1 -> 30@16`` is ``[(100, 1), (30, 16)]``.
+Examples (:class:`PairTask`): a ranking row gives one example per chosen document, the row narrowed to that
+one candidate and its label, ``example_id`` ``json.dumps([query_id, doc_id])``. The documents are the row's
+first ``positives_per_query`` labelled positives and first ``negatives_per_query`` candidates graded 0 or
+unlabelled (hardest first; ERank §3.2: 1 + 19, Retro* §4: 1 + 1); a row without either gives none
+(``no_positive`` / ``no_negative``).
 
-Scorers:
-
-- ``erank``: greedy ``<think>...</think><answer>s</answer>`` with s in 0..10; the score is **s * p(s)**, p(s)
-  the probability of the tokens spelling s at that position (from the backend's log-probabilities; 1 when
-  the backend gives none). A completion without a valid s scores 0 and counts as a fallback.
-- ``retro``: K samples (temperature 0.6, top-k 40) each ending ``<score>N</score>``, N in 0..100; the score is
-  the uniform mean of the K values, a failed parse counting 0 (Retro*'s code) and as a fallback.
-
-``Ranked.scores`` holds the final scores for a single stage; with several stages the scores of different
-stages are not comparable, so only the order is returned.
+Ranking (:class:`Pointwise`): for each stage ``(depth, samples)`` of ``stages``, the current top ``depth``
+documents are scored with ``samples`` completions each, all of a query's prompts in one request list (so,
+with :func:`tasks.strategy.rerank_rows`, every pair of every query goes to the backend together), and
+re-sorted by score; ties and the documents below ``depth`` keep their current order. One stage
+``[(100, 1)]`` is plain pointwise reranking; Retro*'s multi-pass ``100@1 -> 30@16`` (§3.1) is
+``[(100, 1), (30, 16)]``. The score of one pair is the task's: ``task.score(generations)`` returns the score
+and how many of the generations failed to parse (counted as ``Ranked.fallbacks``). ``Ranked.scores`` holds
+the scores of a single stage; the scores of different stages are not comparable, so with several stages only
+the order is returned.
 """
 
 from __future__ import annotations
 
-import math
+import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, ClassVar, Protocol
 
-from core.generation import Generation, Sampling
-from tasks.parsers_scores import _int_tag_pattern, parse_int_answer, parse_score_tag
-from tasks.prompts import (
-    ERANK_INSTRUCTION,
-    ERANK_USER,
-    RETRO_USER,
-    Messages,
-    erank_messages,
-    retro_definition,
-    retro_messages,
-)
-from tasks.strategy import QueryRun, Ranked, Request, passage_text
+from core.generation import Generation, Messages, Sampling
+from tasks.strategy import QueryRun, Ranked, Request, StrategyOptions
+from tasks.toy import make_toy_splits
 
-SCORERS = ("erank", "retro")
+#: ``rankrl eval``'s ``scorer`` -> (task, the task option its ``instruction`` sets).
+SCORERS = {"erank": ("pointwise", "instruction"), "retro": ("rubric", "relevance_definition")}
 
 
 def parse_stages(text: str) -> list[tuple[int, int]]:
@@ -52,79 +44,70 @@ def parse_stages(text: str) -> list[tuple[int, int]]:
     return stages
 
 
-def erank_score(generation: Generation) -> float | None:
-    """ERank's s * p(s) of one greedy completion, or None when no integer 0..10 answer parses."""
-    value = parse_int_answer(generation.text, 0, 10).value
-    if value is None:
-        return None
-    match = _int_tag_pattern("answer").search(generation.text)
-    if match is None or not generation.token_logprobs:
-        return float(value)
-    return value * math.exp(_span_logprob(generation, *match.span(1)))
+def pair_example(row: Mapping[str, Any], candidate: Mapping[str, Any]) -> dict[str, Any]:
+    """``row`` narrowed to ``candidate`` and its label; the teacher columns describe the whole list (or
+    another task's teacher), so they are cleared."""
+    labels = [label for label in row.get("labels") or [] if label["doc_id"] == candidate["doc_id"]]
+    cleared = {"teacher_order": [], "reasoning": "", "teacher_scores": [], "completion": ""}
+    return {**row, "candidates": [dict(candidate)], "labels": labels, **cleared}
 
 
-def _span_logprob(generation: Generation, start: int, end: int) -> float:
-    """Sum of the log-probabilities of the tokens overlapping characters ``[start, end)`` of the text."""
-    total, offset = 0.0, 0
-    for piece, logprob in zip(generation.token_texts, generation.token_logprobs, strict=True):
-        if offset < end and offset + len(piece) > start:
-            total += logprob
-        offset += len(piece)
-    return total
-
-
-def retro_score(samples: Sequence[Generation]) -> tuple[float, int]:
-    """Retro*'s mean-score@K of one pair and how many samples failed to parse (each counted as 0)."""
-    values = [parse_score_tag(sample.text).value for sample in samples]
+def mean_score(values: Sequence[float | None]) -> tuple[float, int]:
+    """The uniform mean of ``values`` with each None (a failed parse) counted as 0, and how many were None."""
     failures = sum(value is None for value in values)
-    return sum(value or 0 for value in values) / max(len(values), 1), failures
+    return sum(value or 0.0 for value in values) / max(len(values), 1), failures
+
+
+class ScoringTask(Protocol):
+    """What :class:`Pointwise` needs from a task."""
+
+    name: ClassVar[str]
+    user_template: ClassVar[str]
+
+    def prompt(self, example: Mapping[str, Any]) -> Messages: ...
+
+    def score(self, generations: Sequence[Generation]) -> tuple[float, int]: ...
 
 
 @dataclass(frozen=True)
 class Pointwise:
-    """Pointwise scoring with ``scorer`` in :data:`SCORERS` over the ``stages`` (module docstring)."""
+    """Pointwise reranking of ``task`` over the ``stages`` (module docstring); ``sampling.num_samples`` is
+    set per stage."""
 
-    scorer: str = "erank"
+    task: ScoringTask
     stages: tuple[tuple[int, int], ...] = ((100, 1),)
-    instruction: str = ""
-    max_passage_words: int = 300
     sampling: Sampling = field(default_factory=Sampling)
 
     name = "pointwise"
 
-    def __post_init__(self) -> None:
-        if self.scorer not in SCORERS:
-            raise ValueError(f"pointwise scorer {self.scorer!r}; expected one of {', '.join(SCORERS)}")
-
     @classmethod
-    def paper_defaults(cls, scorer: str, max_new_tokens: int = 4096, **kwargs: Any) -> Pointwise:
-        """ERank: greedy with log-probabilities; Retro*: temperature 0.6, top-k 40."""
-        if scorer == "retro":
-            sampling = Sampling(max_new_tokens=max_new_tokens, temperature=0.6, top_k=40)
-        else:
-            sampling = Sampling(max_new_tokens=max_new_tokens, logprobs=True)
-        return cls(scorer=scorer, sampling=sampling, **kwargs)
+    def paper_defaults(
+        cls,
+        scorer: str,
+        stages: Sequence[tuple[int, int]] = ((100, 1),),
+        instruction: str = "",
+        max_passage_words: int = 300,
+    ) -> Pointwise:
+        """The strategy of a ``rankrl eval`` config's ``scorer`` (:data:`SCORERS`) and ``instruction``
+        ('' = the paper's), with the task's paper sampling."""
+        from tasks import get_task
+
+        if scorer not in SCORERS:
+            raise ValueError(f"pointwise scorer {scorer!r}; expected one of {', '.join(SCORERS)}")
+        name, option = SCORERS[scorer]
+        task = get_task(
+            name, max_passage_words=max_passage_words, **({option: instruction} if instruction else {})
+        )
+        return replace(task.strategy(StrategyOptions()), stages=tuple(stages))
 
     def describe(self) -> dict[str, Any]:
-        template = RETRO_USER if self.scorer == "retro" else ERANK_USER
         return {
             "strategy": self.name,
-            "scorer": self.scorer,
             "stages": [list(stage) for stage in self.stages],
-            "instruction": self._instruction(),
-            "max_passage_words": self.max_passage_words,
-            "template": {"user": template},
+            "task": self.task.name,
+            "task_args": asdict(self.task),
+            "template": {"user": self.task.user_template},
         }
-
-    def _instruction(self) -> str:
-        return self.instruction or (retro_definition() if self.scorer == "retro" else ERANK_INSTRUCTION)
-
-    def prompt(self, query: str, text: str) -> Messages:
-        """ERank's or Retro*'s prompt over the passage cut to ``max_passage_words``."""
-        doc = passage_text(text, self.max_passage_words)
-        if self.scorer == "retro":
-            return retro_messages(query, doc, self._instruction())
-        return erank_messages(query, doc, self._instruction())
 
     def rerank(self, row: Mapping[str, Any]) -> QueryRun:
         """Coroutine scoring one row's pairs stage by stage; yields all of a stage's prompts at once."""
@@ -132,18 +115,104 @@ class Pointwise:
         for depth, samples in self.stages:
             top = ranking[:depth]
             sampling = replace(self.sampling, num_samples=samples)
-            answers = yield [Request(self.prompt(row["query"], c["text"]), sampling) for c in top]
-            stage_scores, failures = self._scores(answers)
-            fallbacks += failures
-            order = sorted(range(len(top)), key=lambda i: -stage_scores[i])
+            answers = yield [Request(self.task.prompt(pair_example(row, c)), sampling) for c in top]
+            scored = [self.task.score(generations) for generations in answers]
+            fallbacks += sum(failures for _, failures in scored)
+            order = sorted(range(len(top)), key=lambda i: -scored[i][0])
             ranking = [top[i] for i in order] + ranking[depth:]
-            scores = [stage_scores[i] for i in order]
+            scores = [scored[i][0] for i in order]
         single = len(self.stages) == 1 and len(scores or []) == len(ranking)
         return Ranked([c["doc_id"] for c in ranking], scores if single else None, fallbacks)
 
-    def _scores(self, answers: list[list[Generation]]) -> tuple[list[float], int]:
-        if self.scorer == "retro":
-            pairs = [retro_score(samples) for samples in answers]
-            return [score for score, _ in pairs], sum(failed for _, failed in pairs)
-        values = [erank_score(samples[0]) for samples in answers]
-        return [value or 0.0 for value in values], sum(value is None for value in values)
+
+@dataclass(frozen=True)
+class PairTask:
+    """What the pointwise tasks share: examples, reward columns, the strategy, synthesis and toy rows.
+
+    A subclass sets ``name``, ``summary``, ``default_rewards``, ``top_score`` (its scale's maximum, the score
+    a positive's label-built target gets; a negative's is 0), ``user_template`` and ``default_sampling`` (its
+    paper's inference decoding), and implements ``prompt``, ``target``, ``parse``, ``score`` and
+    ``template_phrases``.
+    """
+
+    positives_per_query: int = 1
+    negatives_per_query: int = 1
+    max_passage_words: int = 300
+
+    row_kind: ClassVar[str] = "ranking"
+    agreement: ClassVar[str] = "consensus"
+    top_score: ClassVar[int]
+    default_sampling: ClassVar[Sampling]
+
+    def __post_init__(self) -> None:
+        for option in ("positives_per_query", "negatives_per_query", "max_passage_words"):
+            if getattr(self, option) < 1:
+                raise ValueError(f"task_args: {option} must be >= 1, got {getattr(self, option)}")
+
+    def examples(self, row: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str]:
+        """One example per chosen (query, document) pair (module docstring)."""
+        grades = _grades(row)
+        positives = [c for c in row["candidates"] if grades.get(c["doc_id"], 0) > 0]
+        negatives = [c for c in row["candidates"] if grades.get(c["doc_id"], 0) <= 0]
+        if not positives:
+            return [], "no_positive"
+        if not negatives:
+            return [], "no_negative"
+        chosen = positives[: self.positives_per_query] + negatives[: self.negatives_per_query]
+        return [
+            {
+                **pair_example(row, candidate),
+                "task": self.name,
+                "example_id": json.dumps([row["query_id"], candidate["doc_id"]], ensure_ascii=False),
+            }
+            for candidate in chosen
+        ], ""
+
+    def relevance(self, example: Mapping[str, Any]) -> int:
+        """The grade of the example's document (0 when unlabelled)."""
+        return _grades(example).get(example["candidates"][0]["doc_id"], 0)
+
+    def label_score(self, example: Mapping[str, Any]) -> int:
+        """The score a target built from the labels states: ``top_score`` for a relevant document (grade > 0),
+        0 otherwise (both papers train on one positive against negatives, so grades are not scaled)."""
+        return self.top_score if self.relevance(example) > 0 else 0
+
+    def reward_columns(self, example: Mapping[str, Any]) -> dict[str, Any]:
+        """``is_positive`` (grade > 0) and ``relevance`` (the grade), which ERank's and Retro*'s rewards pair
+        by ``query_id``, and ``ref_score``: ERank's reference score t, the teacher's score when the example
+        has one, else :meth:`label_score` (Retro*'s rewards do not read it)."""
+        teacher = example.get("teacher_scores") or []
+        reference = float(teacher[0]) if teacher else float(self.label_score(example))
+        relevance = self.relevance(example)
+        return {"is_positive": relevance > 0, "relevance": relevance, "ref_score": reference}
+
+    def strategy(self, options: StrategyOptions) -> Pointwise:
+        """Pointwise reranking over ``options.stages`` with the paper's decoding unless overridden."""
+        stages = tuple(parse_stages(options.stages))
+        return Pointwise(self, stages, options.sampling(self.default_sampling))
+
+    def accept(self, example: Mapping[str, Any], value: Any) -> str | None:
+        """Any parsed score: both papers keep the teacher sample closest to the mean (``consensus``)."""
+        return None
+
+    def teacher_example(
+        self, example: Mapping[str, Any], text: str, value: Any, values: Sequence[Any]
+    ) -> dict[str, Any]:
+        """The example with the teacher's answer as its SFT target and its score as ``teacher_scores``."""
+        return {**example, "completion": text.strip(), "teacher_scores": [float(value)]}
+
+    def toy_splits(self, num_train: int, num_heldout: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
+        """Toy ranking rows (:mod:`tasks.toy`) for training and held-out queries."""
+        return make_toy_splits(num_train, num_heldout, seed=seed)
+
+
+def template_pieces(template: str, **constants: str) -> list[str]:
+    """The constant stretches of ``template`` rendered with ``constants``, its other fields left out (the
+    phrases a tiny test tokenizer keeps whole)."""
+    fields = {name: "\0" for name in ("query", "document", "doc")} | constants
+    pieces = template.format(**fields).split("\0")
+    return sorted({piece.strip(" \n") for piece in pieces if len(piece.strip()) > 1})
+
+
+def _grades(row: Mapping[str, Any]) -> dict[str, int]:
+    return {label["doc_id"]: int(label["relevance"]) for label in row.get("labels") or []}

@@ -225,7 +225,7 @@ def test_reasoning_round_trip_and_errors(tmp_path: Path) -> None:
     path = _write_jsonl(tmp_path / "math.jsonl", rows)
     ds = load_dataset_file(path, kind="reasoning")
     assert ds.features == REASONING_FEATURES
-    filled = {"solution": "", "id": "", "task": "", "completion": ""}
+    filled = {"solution": "", "id": "", "task": "", "example_id": "", "completion": ""}
     assert ds.to_list() == [{**filled, **rows[0]}, {**filled, **rows[1]}]
     validate_reasoning_dataset(ds, "memory")
     bad = _write_jsonl(tmp_path / "bad.jsonl", [{"problem": 3, "answer": "2"}])

@@ -124,7 +124,8 @@ def test_dl19_rankllm_round_trip(tmp_path):
     for suffix in (".jsonl", ".parquet"):
         write_dataset(rows, tmp_path / f"dl19{suffix}")
         loaded = load_dataset_file(tmp_path / f"dl19{suffix}")
-        assert [dict(r) for r in loaded] == rows
+        empty = {"teacher_scores": [], "task": "", "example_id": "", "completion": ""}
+        assert [dict(r) for r in loaded] == [{**row, **empty} for row in rows]
     trec = read_trec(
         DL19 / "topics.dl19-passage.txt",
         DL19 / "qrels.dl19-passage.txt",

@@ -4,7 +4,6 @@ oracle backends, parse fallbacks, cross-query batching, fusion, significance and
 from __future__ import annotations
 
 import json
-import math
 import re
 
 import numpy as np
@@ -17,8 +16,10 @@ from evaluation.cache import QueryCache
 from evaluation.fusion import fuse, normalize
 from evaluation.significance import paired_tests, randomization_p
 from tasks.group_scoring import Groupwise
+from tasks.groupwise import GroupwiseTask
 from tasks.heapsort import SetwiseHeapsort
-from tasks.pointwise_scoring import Pointwise, erank_score, parse_stages, retro_score
+from tasks.pointwise import PointwiseTask
+from tasks.pointwise_scoring import parse_stages
 from tasks.prompts import (
     RETRO_USER,
     SETWISE_USER,
@@ -28,8 +29,10 @@ from tasks.prompts import (
     retro_messages,
     setwise_messages,
 )
+from tasks.rubric import RubricTask
+from tasks.setwise import SetwiseTask
 from tasks.sliding_window import SlidingWindow, sliding_windows
-from tasks.strategy import QueryResult, rerank_rows
+from tasks.strategy import QueryResult, StrategyOptions, rerank_rows
 
 LINE = re.compile(r"^\[(\d+)\]\.? (\S+)", re.M)
 
@@ -161,30 +164,15 @@ def test_setwise_unparseable_answer_keeps_the_parent():
     assert sorted(result.doc_ids) == [f"q-{i}" for i in range(5)]
 
 
-def test_erank_score_is_s_times_p_of_s():
-    generation = Generation(
-        "<think>t</think><answer>7</answer>", 5, ("<think>t</think>", "<answer>", "7", "</answer>"),
-        (-0.3, -0.1, math.log(0.5), -0.2),
-    )  # fmt: skip
-    assert erank_score(generation) == pytest.approx(3.5)
-    assert erank_score(Generation("<answer>11</answer>", 3)) is None
-    assert erank_score(Generation("<answer>4</answer>", 3)) == 4.0  # no log-probabilities: p = 1
-
-
-def test_retro_mean_counts_failures_as_zero():
-    samples = [Generation("<score>80</score>", 3), Generation("oops", 1), Generation("<score>40</score>", 3)]
-    assert retro_score(samples) == (40.0, 1)
-
-
 def test_pointwise_sorts_by_score_and_multi_stage_rescores_the_top():
     def respond(messages):
         text = re.search(r"g\d+x\d+", messages[-1]["content"]).group()
         return f"<think>.</think><answer>{min(grade(text), 10)}</answer><score>{grade(text) * 10}</score>"
 
     query = row("q", [2, 0, 9, 4, 7, 1])
-    (erank,) = rank(Pointwise.paper_defaults("erank"), [query], respond)
+    (erank,) = rank(PointwiseTask().strategy(StrategyOptions()), [query], respond)
     assert erank.doc_ids == ["q-2", "q-4", "q-3", "q-0", "q-5", "q-1"] and erank.scores[0] == 9.0
-    (retro,) = rank(Pointwise.paper_defaults("retro", stages=((6, 1), (3, 4))), [query], respond)
+    (retro,) = rank(RubricTask().strategy(StrategyOptions(stages="6@1,3@4")), [query], respond)
     assert retro.prompts == 6 + 3 and retro.generated_tokens == 6 + 3 * 4
     assert retro.doc_ids[:3] == ["q-2", "q-4", "q-3"] and retro.scores is None
     assert parse_stages("100@1, 30@16") == [(100, 1), (30, 16)]
@@ -214,13 +202,15 @@ def test_strategies_prompt_with_the_task_templates():
     """Evaluation builds the very prompts training data is synthesised with, cutting passages first."""
     texts = ["first  passage\nwith a newline and more words", "second passage"]
     cut = ["first passage with", "second passage"]
-    assert SetwiseHeapsort(max_passage_words=3).prompt("q", texts) == setwise_messages("q", cut)
-    assert Groupwise(max_passage_words=3).prompt("q", texts) == grouprank_messages("q", cut)
-    assert Pointwise("erank", max_passage_words=3).prompt("q", texts[0]) == erank_messages("q", cut[0])
-    retro = Pointwise("retro", max_passage_words=3)
-    assert retro.prompt("q", texts[0]) == retro_messages("q", cut[0])
-    assert retro.describe()["template"] == {"user": RETRO_USER}
-    assert retro.describe()["instruction"] == retro_definition()
+    shown = {"query": "q", "candidates": [{"doc_id": str(i), "text": t} for i, t in enumerate(texts)]}
+    assert SetwiseTask(max_passage_words=3).prompt(shown) == setwise_messages("q", cut)
+    group = {"query": "q", "candidates": [{"doc_id": str(i), "text": t} for i, t in enumerate(texts)]}
+    assert GroupwiseTask(max_passage_words=3).prompt(group) == grouprank_messages("q", cut)
+    pair = {"query": "q", "candidates": [{"doc_id": "0", "text": texts[0]}]}
+    assert PointwiseTask(max_passage_words=3).prompt(pair) == erank_messages("q", cut[0])
+    retro = RubricTask(max_passage_words=3)
+    assert retro.prompt(pair) == retro_messages("q", cut[0], retro_definition())
+    assert retro.strategy(StrategyOptions()).describe()["template"] == {"user": RETRO_USER}
     assert SetwiseHeapsort().describe()["template"]["user"] == SETWISE_USER
 
 

@@ -11,6 +11,7 @@ import pytest
 import pytrec_eval
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.stats import kendalltau
 
 from core.sources import read_qrels_file as read_qrels
 from core.sources import read_run_file as read_run
@@ -21,6 +22,7 @@ from rewards.metrics import (
     evaluate_batch,
     grade_matrix,
     ideal_grade_matrix,
+    kendall_tau,
     mrr_at_k,
     mrr_at_k_batch,
     ndcg_at_k,
@@ -377,3 +379,21 @@ def test_rbo_matches_definition(pred, gold, p):
     else:
         expected = (1 - p) * sum(p ** (d - 1) * a for d, a in enumerate(agreement, start=1))
     assert rbo(pred, gold, p) == pytest.approx(expected, abs=1e-12)
+
+
+def test_kendall_tau_hand_cases():
+    # b a c vs a b c: pairs (b,a) discordant, (b,c) and (a,c) concordant -> (2 - 1) / 3.
+    assert kendall_tau(list("bac"), list("abc")) == pytest.approx(1 / 3, abs=1e-12)
+    assert kendall_tau(list("cba"), list("abc")) == -1.0
+    assert kendall_tau(list("abcd"), list("abcd")) == 1.0
+    assert kendall_tau(["a"], ["a"]) == kendall_tau([], []) == 1.0
+    with pytest.raises(KeyError):
+        kendall_tau(list("ax"), list("ab"))
+
+
+@FAST
+@given(st.permutations(range(9)), st.integers(min_value=2, max_value=9))
+def test_kendall_tau_matches_scipy_on_permutations(permutation, n):
+    order = [i for i in permutation if i < n]
+    expected = kendalltau(range(n), order).statistic  # tau-b, equal to tau-a without ties
+    assert kendall_tau(order, range(n)) == pytest.approx(expected, abs=1e-12)

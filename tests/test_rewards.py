@@ -195,7 +195,7 @@ def test_unknown_reward_lists_known_names_and_closest():
     message = str(info.value)
     assert "\n" not in message
     assert ", ".join(available_rewards()) in message
-    assert "closest match: 'reasonrank'" in message
+    assert "unknown reward 'reasonrnak' (did you mean 'reasonrank'?); known rewards: " in message
 
 
 def test_bad_factory_argument_names_reward_argument_and_accepted():

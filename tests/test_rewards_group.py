@@ -9,10 +9,11 @@ import math
 import pytest
 
 from rewards import get_reward
-from rewards.answers import answers_match, final_answer
-from rewards.consensus import borda_consensus, kendall_tau
+from rewards.consensus import borda_consensus
 from rewards.groups import consecutive_group_ids
+from rewards.metrics import kendall_tau
 from rewards.progress import STOP_TEMPLATE, episode_prefixes, segment_episodes
+from tasks.answers import answers_match, final_answer
 from tests.test_rewards_more import fuzz_strings
 
 

@@ -20,7 +20,7 @@ from rewards import (
 )
 from rewards.groups import consecutive_group_ids
 from rewards.groupwise import js_divergence, normalize_scores, rank_by_scores
-from rewards.pointwise import intra_rewards
+from rewards.rubric import intra_rewards
 from tasks.parsers import parse_setwise_label
 from tasks.parsers_scores import parse_group_scores, parse_int_answer, parse_score_tag
 

@@ -154,8 +154,11 @@ def write_recipe(root: Path, **fields) -> Path:
 
 
 def test_recipe_mines_with_the_dense_retriever(model_dir, tmp_path, capsys):
-    recipe = write_recipe(tmp_path, dense_model=model_dir, query_prompt="query: ", mine_k=4, list_size=4)
-    inputs = load_rows(load_config(recipe))
+    recipe = write_recipe(
+        tmp_path, dense_model=model_dir, query_prompt="query: ", mine_k=4, task_args={"list_size": 4}
+    )
+    config = load_config(recipe)
+    inputs = load_rows(config, config.task_object())
     index = DenseIndex(CORPUS, DenseConfig(model_dir, query_prompt="query: "))
     assert inputs.rows == mine_candidates(CORPUS, QUERIES, k=4, qrels=QRELS, positives=1, index=index)
     assert inputs.sources[1] == (

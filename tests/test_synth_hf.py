@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from core.generation import Sampling
 from core.tiny import TinyModelSpec, build_tiny_model
 from data_synth.config import SynthConfig, load_config
 from data_synth.hf_teacher import HFTeacher
 from data_synth.pipeline import synth
-from data_synth.teachers import BudgetSpent, Request, Sampling, TokenBudget
+from data_synth.teachers import BudgetSpent, TeacherCall, TokenBudget
 from tasks.toy import make_toy_splits
 
 VLLM_PYTHON = os.environ.get("RANKRL_VLLM_PYTHON")
@@ -35,17 +36,17 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 def test_hf_teacher_generates_in_batches_and_counts_tokens(tiny_model):
-    teacher = HFTeacher(tiny_model, Sampling(temperature=0.0, max_tokens=6), batch_size=2)
+    teacher = HFTeacher(tiny_model, Sampling(max_new_tokens=6), batch_size=2)
     messages = [[{"role": "user", "content": f"rank passage {i}"}] for i in range(3)]
     done = []
-    requests = [Request(f"r{i}", m, 0) for i, m in enumerate(messages)]
+    requests = [TeacherCall(f"r{i}", m, 0) for i, m in enumerate(messages)]
     asyncio.run(
         teacher.generate(requests, lambda request, completion: done.append((request.key, completion)))
     )
     assert [key for key, _ in done] == ["r0", "r1", "r2"]
     assert all(c.prompt_tokens > 0 and 0 < c.completion_tokens <= 6 for _, c in done)
     assert teacher.stats.requests == 3 and teacher.settings()["kind"] == "hf"
-    limited = HFTeacher(tiny_model, Sampling(temperature=0.0, max_tokens=6), 1, TokenBudget(limit=1))
+    limited = HFTeacher(tiny_model, Sampling(max_new_tokens=6), 1, TokenBudget(limit=1))
     with pytest.raises(BudgetSpent, match="after 1 of 3 requests"):
         asyncio.run(limited.generate(requests, lambda request, completion: None))
 
@@ -54,7 +55,7 @@ def test_pipeline_with_the_local_teacher_writes_cache_and_cards(tiny_model, tmp_
     config = SynthConfig(
         task="pointwise",
         toy_queries=3,
-        negatives_per_query=1,
+        task_args={"negatives_per_query": 1},
         teacher="hf",
         model=str(tiny_model),
         temperature=0.0,
@@ -65,7 +66,7 @@ def test_pipeline_with_the_local_teacher_writes_cache_and_cards(tiny_model, tmp_
     result = synth(config, console=Console(file=io.StringIO()))
     lines = (tmp_path / "cache.jsonl").read_text().splitlines()
     assert len(lines) == result.usage.responses == 12  # 3 queries x 2 documents x 2 samples
-    card = (tmp_path / "sft/README.md").read_text()
+    card = (tmp_path / "README.md").read_text()
     assert "| kind | hf |" in card and "responses: 12" in card
 
 
@@ -102,7 +103,7 @@ def test_vllm_openai_server_as_teacher(tiny_model, tmp_path):
             config = SynthConfig(
                 task="listwise",
                 toy_queries=4,
-                list_size=5,
+                task_args={"list_size": 5},
                 model=str(tiny_model),
                 base_url=f"http://127.0.0.1:{port}/v1",
                 api_key_env=None,
@@ -125,4 +126,4 @@ def test_demo_local_recipe_runs_offline(tmp_path):
     config = load_config(ROOT / "recipes/synth/demo_local.yaml", [f"output_dir={tmp_path}", "toy_queries=2"])
     result = synth(config, console=Console(file=io.StringIO()))
     assert (tmp_path / "tiny-teacher/config.json").is_file()
-    assert result.usage.responses == 2 and (tmp_path / "rl/README.md").is_file()
+    assert result.usage.responses == 2 and (tmp_path / "README.md").is_file()

@@ -51,9 +51,10 @@ def run_synth(tmp_path: Path, capsys, recipe: dict, *overrides: str) -> str:
         ({"toy_queries": "many"}, "key 'toy_queries' expects int, got 'many'"),
         ({}, "set exactly one input of beir, trec_run, rankllm, dataset, toy_queries (got none)"),
         ({"toy_queries": 2, "rankllm": "r.json"}, "(got rankllm, toy_queries)"),
-        ({"toy_queries": 2, "task": "pairwise"}, "key 'task' is 'pairwise'; expected one of listwise"),
+        ({"toy_queries": 2, "task": "pairwise"}, "unknown task 'pairwise' (did you mean 'pointwise'?)"),
+        ({"toy_queries": 2, "task_args": {"list_sise": 5}}, "unknown option 'list_sise' of task 'listwise'"),
         ({"toy_queries": 2, "samples": 0}, "key 'samples' must be >= 1, got 0"),
-        ({"toy_queries": 2, "task": "math"}, "task 'math' reads reasoning problems from 'dataset'"),
+        ({"rankllm": "r.json", "task": "math"}, "task 'math' reads reasoning problems from 'dataset'"),
     ],
 )
 def test_bad_recipes_are_one_line(tmp_path, capsys, recipe, expected):

@@ -1,6 +1,6 @@
 """The synthesis pipeline end to end against a real local fault-injecting server (tests/fault_server.py).
 
-Every task survives every fault without losing a record, its RL rows feed its rewards, a run stopped by its
+Every task survives every fault without losing a record, its examples feed its rewards, a run stopped by its
 token budget or by kill -9 and then rerun writes byte-identical datasets to an uninterrupted run, the API
 key appears in no output, and ``--dry-run`` calls no teacher.
 """
@@ -24,16 +24,22 @@ from core.data import load_dataset_file
 from data_synth.config import SynthConfig
 from data_synth.pipeline import synth
 from data_synth.teachers import BudgetSpent
-from rewards.groupwise import grouprank_reward
-from rewards.listwise import reasonrank_reward
-from rewards.pointwise import retro_inter_reward
-from rewards.setwise import rank_r1_setwise_reward
+from rewards import resolve_rewards
+from rewards.groups import consecutive_group_ids
 from tests.fault_server import FaultServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "sk-test-NEVER-WRITE-ME"
 FAULTS = ["429", "500", "hang", "malformed", "empty", "502"]
-OUTPUTS = ("sft/train.parquet", "rl/train.parquet", "sft/README.md", "rl/README.md")
+OUTPUTS = ("train.parquet", "README.md")
+TOY_TASK_ARGS = {  # small lists so the toy teacher's prompts stay short
+    "listwise": {"list_size": 8},
+    "groupwise": {"list_size": 8, "group_size": 4},
+    "setwise": {"negatives_per_query": 3},
+    "pointwise": {"negatives_per_query": 3},
+    "rubric": {"negatives_per_query": 3},
+    "math": {},
+}
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +64,9 @@ def toy_config(server: FaultServer, out: Path, **overrides) -> SynthConfig:
         timeout_s=0.5,
         backoff_base_s=0.01,
         backoff_max_s=0.05,
-        list_size=8,
-        group_size=4,
-        negatives_per_query=3,
     )
-    return SynthConfig(**{**settings, **overrides})
+    task = overrides.get("task", "listwise")
+    return SynthConfig(**{**settings, "task_args": TOY_TASK_ARGS[task], **overrides})
 
 
 def quiet() -> Console:
@@ -82,22 +86,18 @@ def cache_lines(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "cache.jsonl").read_text().splitlines()]
 
 
-def check_rewards(task: str, sft: list[dict], rl: list[dict]) -> None:
-    """The RL columns are what the task's rewards read; the teacher's SFT answers score as expected."""
-    answers = [row["messages"][-1]["content"] for row in sft]
-    columns = {key: [row[key] for row in rl] for key in rl[0]}
-    if task == "listwise":
-        assert min(reasonrank_reward(answers, **columns)) == pytest.approx(1.3)  # perfect toy teacher
-    elif task == "setwise":
-        assert rank_r1_setwise_reward(answers, **columns) == [1.0] * len(rl)
-    elif task == "groupwise":
-        judged = [bool(row["labels"]) for row in rl]  # a group without a relevant passage has nDCG 0
-        rewards = grouprank_reward(answers, **columns)
-        assert all(reward > 0.9 for reward, has in zip(rewards, judged, strict=True) if has) and any(judged)
-    elif task == "rubric":
-        assert max(retro_inter_reward(answers, **columns)) == 1.0
-    elif task == "pointwise":
-        assert all(0 <= row["ref_score"] <= 10 and isinstance(row["is_positive"], bool) for row in rl)
+def check_rewards(config: SynthConfig, rows: list[dict]) -> None:
+    """The task's default rewards read the examples' columns, and score the teacher's answers (the SFT
+    targets) above an answer that does not parse."""
+    task = config.task_object()
+    columns = [{**row, **task.reward_columns(row)} for row in rows]
+    batch = {key: [row[key] for row in columns] for key in columns[0]}
+    batch["group_ids"] = consecutive_group_ids(len(rows), 1)  # one completion per prompt
+    targets = [task.target(row) for row in rows]
+    for reward, _ in zip(*resolve_rewards(list(task.default_rewards)), strict=True):
+        teacher = reward(targets, **batch)
+        junk = reward(["no answer"] * len(rows), **batch)
+        assert sum(teacher) > sum(value or 0.0 for value in junk), reward
 
 
 @pytest.mark.parametrize("task", ["listwise", "setwise", "pointwise", "rubric", "groupwise", "math"])
@@ -111,15 +111,16 @@ def test_every_task_survives_faults_and_feeds_its_rewards(server, tmp_path, task
     assert result.sample_failures == {}
     dropped = {"wrong_answer": 1} if task == "math" else {}
     assert dict(result.unit_filter.reasons) == dropped and result.unit_filter.kept > 0
-    check_rewards(task, result.sft, result.rl)
-    card = (tmp_path / "out/sft/README.md").read_text()
+    check_rewards(config, result.rows)
+    card = (tmp_path / "out/README.md").read_text()
     assert f"kept: {result.unit_filter.kept}" in card and "completion tokens" in card
 
 
-def test_rl_listwise_rows_load_as_ranking_data(server, tmp_path):
+def test_listwise_examples_load_as_ranking_data(server, tmp_path):
     synth(toy_config(server, tmp_path), console=quiet())
-    assert len(load_dataset_file(tmp_path / "rl/train.parquet")) == 8
-    assert len(load_dataset_file(tmp_path / "sft/train.parquet")) == 8  # extra `messages` column ignored
+    rows = load_dataset_file(tmp_path).to_list()  # the output folder is a dataset
+    assert len(rows) == 8 and {row["task"] for row in rows} == {"listwise"}
+    assert all(sorted(row["teacher_order"]) == sorted(c["doc_id"] for c in row["candidates"]) for row in rows)
 
 
 def _same_outputs(first: Path, second: Path) -> None:
@@ -148,7 +149,8 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(tmp_path):
         killed, whole = tmp_path / "killed", tmp_path / "whole"
         config = {"toy_queries": 30, "concurrency": 2, "model": "toy", "base_url": slow.base_url}
         recipe = tmp_path / "recipe.yaml"
-        recipe.write_text(yaml.safe_dump({**config, "api_key_env": "RANKRL_TEST_KEY", "list_size": 8}))
+        config.update(api_key_env="RANKRL_TEST_KEY", task_args={"list_size": 8})
+        recipe.write_text(yaml.safe_dump(config))
         env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
         command = [sys.executable, "-m", "rankrl.cli", "synth", str(recipe), f"output_dir={killed}"]
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -161,11 +163,11 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(tmp_path):
         process.wait()
         assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()[-2000:]
         before = cache.read_bytes().count(b"\n")
-        assert 6 <= before < 30 and not (killed / "rl").exists()
+        assert 6 <= before < 30 and not (killed / "train.parquet").exists()
         with cache.open("ab") as file:
             file.write(b'{"key": "torn by kill -9", "te')
-        synth(toy_config(slow, killed, list_size=8, toy_queries=30, concurrency=8), console=quiet())
-        synth(toy_config(slow, whole, list_size=8, toy_queries=30, concurrency=8), console=quiet())
+        synth(toy_config(slow, killed, toy_queries=30, concurrency=8), console=quiet())
+        synth(toy_config(slow, whole, toy_queries=30, concurrency=8), console=quiet())
     _same_outputs(whole, killed)
     for path in [*killed.rglob("*"), *whole.rglob("*")]:
         assert not path.is_file() or SECRET.encode() not in path.read_bytes(), path
@@ -174,10 +176,10 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(tmp_path):
 def test_dry_run_prints_counts_and_prompts_and_calls_no_teacher(tmp_path):
     console = Console(file=io.StringIO(), width=200)
     with FaultServer() as fresh:
-        config = toy_config(fresh, tmp_path, task="rubric", samples=8, negatives_per_query=1)
+        config = toy_config(fresh, tmp_path, task="rubric", samples=8, task_args={"negatives_per_query": 1})
         assert synth(config, dry=True, console=console) is None
         assert sum(fresh.served.values()) == 0
     shown = console.file.getvalue()
     counts = "task rubric: 8 input rows -> 16 prompts x 8 samples = 128 requests (0 cached, 128 to request)"
     assert counts in shown and shown.count("[Begin of Query]") == 2
-    assert not (tmp_path / "sft").exists()
+    assert not (tmp_path / "train.parquet").exists()

@@ -12,16 +12,17 @@ import random
 
 import pytest
 
+from core.generation import Sampling
 from data_synth.teachers import (
     BudgetSpent,
     Completion,
     OpenAITeacher,
-    Request,
     RetryPolicy,
-    Sampling,
+    TeacherCall,
     TeacherError,
     TokenBudget,
     public_url,
+    teacher_id,
 )
 from tests.fault_server import FaultServer, toy_answer
 
@@ -35,7 +36,7 @@ def _teacher(server: FaultServer, **kwargs) -> OpenAITeacher:
 
 def _run(teacher: OpenAITeacher, count: int) -> dict[str, Completion]:
     done: dict[str, Completion] = {}
-    requests = [Request(f"r{i}", MESSAGES, i) for i in range(count)]
+    requests = [TeacherCall(f"r{i}", MESSAGES, i) for i in range(count)]
     asyncio.run(
         teacher.generate(requests, lambda request, completion: done.update({request.key: completion}))
     )
@@ -91,6 +92,20 @@ def test_settings_hold_no_secret(monkeypatch):
     assert "sk-never-show-me" not in shown and "pw" not in shown
     assert teacher.settings()["base_url"] == "https://host.example:8443/v1"
     assert public_url(None) is None
+
+
+def test_teacher_sampling_is_the_core_sampling_with_stable_ids(monkeypatch):
+    monkeypatch.setenv("RANKRL_TEST_KEY", "sk")
+    sampling = Sampling(max_new_tokens=4096, temperature=0.6, top_p=0.95)
+    teacher = OpenAITeacher("toy", None, "RANKRL_TEST_KEY", sampling, seed=3)
+    expected = {"temperature": 0.6, "top_p": 0.95, "max_tokens": 4096, "seed": 3}
+    assert {key: teacher.settings()[key] for key in expected} == expected
+    # the ids of caches written before the teacher took core.generation.Sampling
+    assert teacher_id("toy", sampling, 0) == "toy#83b93df516"
+    assert teacher_id("m", Sampling(max_new_tokens=6, top_p=1.0), None) == "m#8a880abb52"
+    assert teacher.teacher_id != teacher_id("toy", sampling, 0)
+    with pytest.raises(ValueError, match="temperature, top_p and max_new_tokens only"):
+        OpenAITeacher("toy", None, "RANKRL_TEST_KEY", Sampling(top_k=5))
 
 
 def test_backoff_is_capped_exponential_with_jitter():

@@ -1,8 +1,10 @@
-"""Agreement rules, the crash-safe response cache, and each prompt template paired with its parser."""
+"""Agreement rules, the crash-safe response cache (and the evaluation cache sharing its log rule), and each
+prompt template paired with its parser."""
 
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -11,6 +13,7 @@ from data_synth.agreement import consensus_index, consensus_pick, majority_vote,
 from data_synth.cache import ResponseCache, cache_key
 from data_synth.prompts import with_teacher_suffix
 from data_synth.tasks import TASKS, TaskOptions, make_task
+from evaluation.cache import RecordCache
 from tasks.listwise import ListwiseTask
 from tasks.prompts import ERANK_USER, erank_messages, listwise_messages
 from tasks.toy import make_toy_splits
@@ -83,6 +86,24 @@ def test_cache_rejects_a_corrupt_middle_line_and_a_second_writer(tmp_path):
     path.write_text("")
     with ResponseCache(path), pytest.raises(DataError, match="another synth run is using this cache"):
         ResponseCache(path)
+
+
+def test_both_caches_fsync_every_append_and_cut_a_torn_tail(tmp_path, monkeypatch):
+    synced, fsync = [], os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), fsync(fd)))
+    with ResponseCache(tmp_path / "synth.jsonl") as cache:
+        cache.append(_record("a"))
+    assert len(synced) == 1
+    path = tmp_path / "eval.jsonl"
+    RecordCache(path, "fp").append({"key": "p1", "text": "é"})
+    assert len(synced) == 3  # the fingerprint line, then the record
+    with path.open("ab") as file:
+        file.write('{"key": "p2", "text": "é'.encode()[:-1])  # a kill in the middle of a character
+    assert RecordCache(path, "fp").done == {"p1": {"key": "p1", "text": "é"}}
+    assert path.read_text(encoding="utf-8").splitlines() == [
+        '{"fingerprint": "fp"}',
+        '{"key": "p1", "text": "é"}',
+    ]
 
 
 def test_cache_keys_keep_their_parts_apart():

@@ -17,16 +17,21 @@ from evaluation.tts import (
     Sample,
     best_of_n,
     budget_force,
-    extract_answer,
     first_finish,
-    majority_vote,
-    weighted_vote,
+    majority,
+    to_sample,
+    weighted,
 )
 from evaluation.tts_report import sweep
 from evaluation.tts_run import TTSConfig, load_problems, run_tts
+from tasks.math import MathTask
 from tasks.prompts import Messages
 
 REAL = Path(__file__).resolve().parents[2] / "shared/data/real"
+
+
+def extract_answer(text: str) -> str:
+    return to_sample(Generation(text, 1)).answer
 
 
 def test_extract_answer_markers_think_and_unparseable():
@@ -42,19 +47,19 @@ def test_extract_answer_markers_think_and_unparseable():
 
 
 def test_majority_vote_counts_ties_to_earliest_first_occurrence_and_skips_unparseable():
-    assert majority_vote(["3", "5", "5", "3", "7"]) == "3"  # 2-2 tie: "3" appeared first
-    assert majority_vote(["", "", "5", "3", "3"]) == "3"  # two blanks do not outvote
-    assert majority_vote(["", "9"]) == "9"
-    assert majority_vote(["", ""]) == "" and majority_vote([]) == ""
+    assert majority(["3", "5", "5", "3", "7"]) == "3"  # 2-2 tie: "3" appeared first
+    assert majority(["", "", "5", "3", "3"]) == "3"  # two blanks do not outvote
+    assert majority(["", "9"]) == "9"
+    assert majority(["", ""]) == "" and majority([]) == ""
 
 
 def test_weighted_vote_sums_scores_per_answer():
     answers = ["3", "5", "5", "3", ""]
-    assert weighted_vote(answers, [0.9, 0.5, 0.5, 0.0, 5.0]) == "5"  # 1.0 vs 0.9; the blank's 5 abstains
-    assert weighted_vote(answers, [0.5, 0.25, 0.25, 0.0, 1.0]) == "3"  # 0.5 vs 0.5 tie: "3" first
-    assert weighted_vote(["", ""], [1.0, 1.0]) == ""
+    assert weighted(answers, [0.9, 0.5, 0.5, 0.0, 5.0]) == "5"  # 1.0 vs 0.9; the blank's 5 abstains
+    assert weighted(answers, [0.5, 0.25, 0.25, 0.0, 1.0]) == "3"  # 0.5 vs 0.5 tie: "3" first
+    assert weighted(["", ""], [1.0, 1.0]) == ""
     with pytest.raises(ValueError, match="non-negative"):
-        weighted_vote(["1"], [-0.5])
+        weighted(["1"], [-0.5])
 
 
 def test_best_of_n_and_first_finish_pick_one_sample_first_on_ties():
@@ -110,6 +115,27 @@ def _problems(tmp_path: Path, rows: list[dict]) -> str:
     path = tmp_path / "problems.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return str(path)
+
+
+class PromptRecorder(CountingBackend):
+    """A :class:`CountingBackend` that also keeps every prompt it was given."""
+
+    def generate(self, prompts: Sequence[Messages], sampling: Sampling) -> list[list[Generation]]:
+        self.prompts = [*getattr(self, "prompts", []), *prompts]
+        return super().generate(prompts, sampling)
+
+
+def test_run_tts_renders_each_prompt_with_the_math_task(tmp_path):
+    rows = [{"problem": "1+1?", "answer": "2"}, {"problem": "2+2?", "answer": "4"}]
+    backend = PromptRecorder(["2"])
+    config = TTSConfig(
+        dataset=_problems(tmp_path, rows), output_dir=str(tmp_path / "out"), n_values=[1],
+        strategies=["majority"], task_args={"use_system_prompt": False}, temperature=0.0,
+    )  # fmt: skip
+    run_tts(config, backend=backend)
+    assert backend.prompts == [MathTask(use_system_prompt=False).prompt(row) for row in rows]
+    with pytest.raises(ValueError, match="unknown option 'system_prompt' of task 'math'"):
+        TTSConfig(dataset="x.jsonl", task_args={"system_prompt": False})
 
 
 def test_run_tts_sweeps_with_one_generation_pass(tmp_path):

@@ -16,7 +16,8 @@ from evaluation.runner import load_backend
 from evaluation.toy import SMALL_MODEL
 from evaluation.tts_report import COLUMNS
 from rankrl.cli import main
-from tasks.prompts import R1_SYSTEM_PROMPT, math_messages
+from tasks.math import MathTask
+from tasks.prompts import R1_SYSTEM_PROMPT
 
 PROBLEMS = [
     {"problem": "Tom has 3 apples and buys 4 more. How many apples?", "answer": "7", "id": "a"},
@@ -95,7 +96,7 @@ def test_tts_on_the_tiny_model_writes_table_plot_samples_and_manifest(models, da
 def test_hf_backend_continues_an_assistant_prefill(models):
     policy, _ = models
     backend = load_backend(str(policy), dtype="float32")
-    prompt = math_messages("Tom has 3 apples.")
+    prompt = MathTask().prompt({"problem": "Tom has 3 apples."})
     prefix = "<think>count 3 and 4"
     tokenizer = backend.tokenizer
     prefilled = encode_prompt(tokenizer, [*prompt, {"role": "assistant", "content": prefix}])

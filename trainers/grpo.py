@@ -18,10 +18,12 @@ import importlib.util
 import logging
 
 import torch
+from datasets import Dataset
 from trl import GRPOConfig, ModelConfig
 
 from core.recipe import RecipeError
 from rewards import resolve_rewards
+from tasks import Task
 from trainers.configs import ScriptArguments
 from trainers.pipeline import policy, run_cli, setup, train_and_save
 from trainers.trl_overrides import RankRLGRPOTrainer
@@ -34,19 +36,23 @@ def main(
     script_args: ScriptArguments, training_args: GRPOConfig, model_args: ModelConfig
 ) -> RankRLGRPOTrainer:
     """Optimise the recipe's rewards with GRPO starting from ``model_args.model_name_or_path``."""
-    task, rows = setup(script_args, training_args)
+    task, examples = setup(script_args, training_args)
     reward_funcs, training_args.reward_weights = resolve_rewards(script_args.rewards or task.default_rewards)
     training_args.use_vllm = uses_vllm(script_args.generation_backend)
-    dataset = rows.map(lambda row: {"prompt": task.prompt(row), **task.reward_columns(row)})
     trainer = RankRLGRPOTrainer(
         reward_funcs=reward_funcs,
         group_by_query=script_args.group_by_query,
         args=training_args,
-        train_dataset=dataset,
+        train_dataset=grpo_dataset(task, examples),
         **policy(model_args),
     )
     train_and_save(trainer, script_args, task)
     return trainer
+
+
+def grpo_dataset(task: Task, examples: Dataset) -> Dataset:
+    """The examples with the task's prompt and the columns its rewards read."""
+    return examples.map(lambda example: {"prompt": task.prompt(example), **task.reward_columns(example)})
 
 
 def uses_vllm(backend: str) -> bool:

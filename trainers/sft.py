@@ -10,25 +10,31 @@ teacher's answer from ``rankrl synth``, or one built from the labels; listwise: 
 
 from __future__ import annotations
 
+from datasets import Dataset
 from trl import ModelConfig, SFTConfig, SFTTrainer
 
+from tasks import Task
 from trainers.configs import ScriptArguments
 from trainers.pipeline import policy, run_cli, setup, train_and_save
 
 
+def sft_dataset(task: Task, examples: Dataset) -> Dataset:
+    """TRL's prompt-completion rows: the task's prompt and target of every example."""
+    return examples.map(
+        lambda example: {
+            "prompt": task.prompt(example),
+            "completion": [{"role": "assistant", "content": task.target(example)}],
+        },
+        remove_columns=examples.column_names,
+    )
+
+
 def main(script_args: ScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> SFTTrainer:
     """Fine-tune ``model_args.model_name_or_path`` on the recipe's data and save it to ``output_dir``."""
-    task, rows = setup(script_args, training_args)
-    dataset = rows.map(
-        lambda row: {
-            "prompt": task.prompt(row),
-            "completion": [{"role": "assistant", "content": task.target(row)}],
-        },
-        remove_columns=rows.column_names,
-    )
+    task, examples = setup(script_args, training_args)
     trainer = SFTTrainer(
         args=training_args,
-        train_dataset=dataset,
+        train_dataset=sft_dataset(task, examples),
         **policy(model_args),
     )
     train_and_save(trainer, script_args, task)

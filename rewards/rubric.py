@@ -1,7 +1,8 @@
-"""Pointwise rubric-score rewards (Retro*, arXiv 2509.24869 §3.2.2) for TRL's GRPO trainer.
+"""Retro*'s rubric-score rewards (arXiv 2509.24869 §3.2.2) for TRL's GRPO trainer (task ``rubric``).
 
 Each completion scores one (query, document) pair and ends with ``<score>N</score>``, N in 0..100, parsed by
-:func:`tasks.parsers_scores.parse_score_tag`. The rewards compare completions with each other:
+:func:`tasks.parsers_scores.parse_score_tag`; :meth:`tasks.rubric.RubricTask.reward_columns` gives the
+``is_positive`` column. The rewards compare completions with each other:
 
 - ``retro_intra`` (scope ``group``) compares the G completions of one prompt, grouped by the ``group_ids``
   column of the group-aware protocol (:mod:`rewards.groups`).

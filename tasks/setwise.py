@@ -1,0 +1,151 @@
+"""Setwise reranking in Rank-R1's format (arXiv 2503.06034; code ielab/llm-rankers Rank-R1).
+
+The model sees a query and documents labelled ``[1]..[n]`` under DeepSeek-R1's system prompt and answers
+with the label of the most relevant one: ``<think>...</think> <answer>[k]</answer>`` (§2,
+``prompts/prompt_setwise-R1.toml``). An example is one set per query, built as ``create_dataset.py`` does:
+the first positive and the first ``negatives_per_query`` unlabelled (or zero-graded) candidates, hardest
+first, shuffled together (Rank-R1: 1 + 19 = 20 documents); the gold label ``"[k]"`` is the positive's
+position. GRPO scores with Rank-R1's exact-match reward (``train_grpo.py`` ``reward_func_setwise``: 1 when
+``answer.strip() == "[k*]"``, else 0); evaluation ranks by setwise heapsort (:mod:`tasks.heapsort`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from core.generation import Messages, Sampling
+from tasks.base import Parsed
+from tasks.parsers import parse_setwise_label
+from tasks.prompts import R1_SYSTEM_PROMPT, SETWISE_USER, setwise_messages
+from tasks.strategy import StrategyOptions, passage_text
+from tasks.toy import make_toy_splits
+
+
+@dataclass(frozen=True)
+class SetwiseTask:
+    """Rank-R1's setwise task: each example shows one positive among ``negatives_per_query`` negatives,
+    passages cut to ``max_passage_words`` words; ``seed`` seeds the per-query shuffle.
+
+    Each of the row's first ``positives_per_query`` positives gives one example with the same negatives
+    (Rank-R1 uses one); the first example's id is the query id, the i-th's (i >= 1) ``"{query_id}:{i}"``.
+    """
+
+    positives_per_query: int = 1
+    negatives_per_query: int = 19
+    max_passage_words: int = 300
+    seed: int = 0
+
+    name: ClassVar[str] = "setwise"
+    summary: ClassVar[str] = "Rank-R1: pick the most relevant of n labelled passages, <answer>[k]</answer>"
+    row_kind: ClassVar[str] = "ranking"
+    default_rewards: ClassVar[tuple[Any, ...]] = ("rank_r1_setwise",)
+    agreement: ClassVar[str] = "majority"
+
+    def __post_init__(self) -> None:
+        for option in ("positives_per_query", "negatives_per_query", "max_passage_words"):
+            if getattr(self, option) < 1:
+                raise ValueError(f"task_args: setwise {option} must be >= 1, got {getattr(self, option)}")
+
+    def examples(self, row: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str]:
+        """One shuffled set per positive (module docstring); ``no_positive`` / ``no_negative`` otherwise."""
+        grades = _grades(row)
+        positives = [c for c in row["candidates"] if grades.get(c["doc_id"], 0) > 0]
+        negatives = [c for c in row["candidates"] if grades.get(c["doc_id"], 0) <= 0]
+        if not positives:
+            return [], "no_positive"
+        if not negatives:
+            return [], "no_negative"
+        rng = random.Random(f"{self.seed}:{row['query_id']}")
+        made = []
+        for number, positive in enumerate(positives[: self.positives_per_query]):
+            shown = [positive, *negatives[: self.negatives_per_query]]
+            rng.shuffle(shown)
+            made.append(self._example(row, shown, number))
+        return made, ""
+
+    def _example(self, row: Mapping[str, Any], shown: list[dict], number: int) -> dict[str, Any]:
+        """The row with ``shown`` as its candidates; the teacher columns describe the whole list, so they
+        are cleared."""
+        kept = {candidate["doc_id"] for candidate in shown}
+        labels = [label for label in row["labels"] if label["doc_id"] in kept]
+        example_id = str(row["query_id"]) if number == 0 else f"{row['query_id']}:{number}"
+        return {
+            **row,
+            "candidates": shown,
+            "labels": labels,
+            **{"teacher_order": [], "reasoning": "", "teacher_scores": [], "completion": ""},
+            "task": self.name,
+            "example_id": example_id,
+        }
+
+    def prompt(self, example: Mapping[str, Any]) -> Messages:
+        """Rank-R1's setwise prompt: R1's system prompt, documents ``[i] text`` cut to the word budget."""
+        texts = [
+            passage_text(candidate["text"], self.max_passage_words) for candidate in example["candidates"]
+        ]
+        return setwise_messages(example["query"], texts)
+
+    def target(self, example: Mapping[str, Any]) -> str:
+        """SFT completion: the teacher's answer, or the gold label after an empty think.
+
+        Rank-R1's Setwise-SFT baseline (``create_dataset_sft.py``) trains on ``<answer>[k]</answer>`` alone
+        under a prompt without thinking; under the R1 prompt the label follows an empty think so the target
+        parses and earns the reward.
+        """
+        if example.get("completion"):
+            return example["completion"]
+        return f"<think></think>\n<answer>{self.gold_label(example)}</answer>"
+
+    def gold_label(self, example: Mapping[str, Any]) -> str:
+        """``"[k]"``: the position of the example's highest-graded candidate (the first on a tie)."""
+        grades = [_grades(example).get(candidate["doc_id"], 0) for candidate in example["candidates"]]
+        if not grades or max(grades) <= 0:
+            raise ValueError(
+                f"setwise example {example.get('example_id')!r}: no candidate has a positive label"
+            )
+        return f"[{grades.index(max(grades)) + 1}]"
+
+    def parse(self, example: Mapping[str, Any], text: str) -> Parsed:
+        """The 1-based label k of ``<answer>[k]</answer>`` (lowercased first, as Rank-R1's inference parses),
+        k within the shown documents; else the parser's reason."""
+        label = parse_setwise_label(text, len(example["candidates"]))
+        return Parsed(label.label) if label.valid else Parsed(reason=label.reason)
+
+    def reward_columns(self, example: Mapping[str, Any]) -> dict[str, Any]:
+        """``gold_label`` ``"[k]"``, the column ``rank_r1_setwise`` reads (Rank-R1's ``ground_truth``)."""
+        return {"gold_label": self.gold_label(example)}
+
+    def strategy(self, options: StrategyOptions) -> Any:
+        """Setwise heapsort (Rank-R1 inference: ``num_child`` 19, top 10, greedy, 2048 new tokens)."""
+        from tasks.heapsort import SetwiseHeapsort
+
+        sampling = options.sampling(Sampling(max_new_tokens=2048))
+        return SetwiseHeapsort(options.num_child, options.top_k, sampling, self)
+
+    def accept(self, example: Mapping[str, Any], value: Any) -> str | None:
+        """The majority label must be the positive's (Rank-R1's reward on the teacher's answer)."""
+        return None if f"[{value}]" == self.gold_label(example) else "wrong_label"
+
+    def teacher_example(
+        self, example: Mapping[str, Any], text: str, value: Any, values: Sequence[Any]
+    ) -> dict[str, Any]:
+        """The example with the teacher's whole answer as its SFT target."""
+        return {**example, "completion": text.strip()}
+
+    def toy_splits(self, num_train: int, num_heldout: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
+        """Toy ranking rows (:mod:`tasks.toy`) for training and held-out queries."""
+        return make_toy_splits(num_train, num_heldout, seed=seed)
+
+    def template_phrases(self, max_identifiers: int = 20) -> list[str]:
+        """The prompt's constant stretches and the labels ``[1]..[max_identifiers]`` (one token each in a
+        tiny test tokenizer, see :meth:`tasks.listwise.ListwiseTask.template_phrases`)."""
+        pieces = [R1_SYSTEM_PROMPT, *SETWISE_USER.format(query="\0", docs="\0").split("\0")]
+        phrases = {piece.strip(" \n") for piece in pieces if len(piece.strip()) > 1}
+        return sorted(phrases) + [f"[{i}]" for i in range(1, max_identifiers + 1)]
+
+
+def _grades(row: Mapping[str, Any]) -> dict[str, int]:
+    return {label["doc_id"]: int(label["relevance"]) for label in row.get("labels") or []}
