@@ -93,12 +93,24 @@ def rerank_cached(
     return [cache.done[row["query_id"]] for row in rows]
 
 
+def _engine(config: EvalConfig) -> str:
+    """``config.engine``, with ``auto`` meaning transformers for a strategy that scores answer tokens (one
+    forward pass, which the vLLM backend does not offer)."""
+    if config.engine == "auto" and build_strategy(config).sampling.score_tokens:
+        return "hf"
+    return config.engine
+
+
 def run_eval(config: EvalConfig, backend: GenerationBackend | None = None) -> dict[str, Any]:
     """Run one evaluation end to end; returns the manifest (also written to ``output_dir``)."""
     inputs = load_inputs(config)
     strategy = build_strategy(config)
     backend = backend or load_backend(
-        config.model, dtype=config.dtype, batch_size=config.batch_size, seed=config.seed, engine=config.engine
+        config.model,
+        dtype=config.dtype,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        engine=_engine(config),
     )
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)

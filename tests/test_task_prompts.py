@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from datasets import Dataset
 
 from core.data import write_dataset
@@ -88,3 +89,22 @@ def test_synthesis_training_and_evaluation_render_one_prompt(tmp_path, name):
     assert prefill == [] or (len(prefill) == 1 and prefill[0]["role"] == "assistant")
     assert task.target(first).startswith(prefill[0]["content"] if prefill else "")
     assert plan.units[0].example["example_id"] == first["example_id"]
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_synthesis_dry_run_prints_the_task_s_prompts_and_calls_no_teacher(tmp_path, capsys, name):
+    from rankrl.cli import main
+
+    recipe = tmp_path / "synth.yaml"
+    settings = {"task": name, "task_args": TASK_ARGS[name], "toy_queries": 4, "model": "teacher"}
+    recipe.write_text(yaml.safe_dump({**settings, "base_url": "http://127.0.0.1:9/v1", "samples": 2}))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["synth", str(recipe), f"output_dir={tmp_path / 'out'}", "--dry-run", "show_prompts=1"])
+    shown = " ".join(capsys.readouterr().err.split())  # the console wraps long lines
+    task = get_task(name, **TASK_ARGS[name])
+    examples, _ = expand_rows(task, task.toy_splits(4, 0, seed=0)[0])
+    prompts = len(examples)
+    counts = f"task {name}: 4 input rows -> {prompts} prompts x 2 samples = {2 * prompts} requests (0 cached"
+    assert exit_info.value.code == 0 and counts in shown
+    assert " ".join(task.prompt(examples[0])[-1]["content"].split()) in shown
+    assert not (tmp_path / "out/train.parquet").exists()
