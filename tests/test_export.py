@@ -102,9 +102,11 @@ def test_grpo_trains_a_qlora_adapter(workspace, tmp_path):
 
 def test_lora_on_a_lora_stage_keeps_the_whole_chain(workspace, tmp_path):
     _train(workspace, tmp_path / "sft")
-    _grpo(workspace, tmp_path / "grpo", model_name_or_path=str(tmp_path / "sft"))
-    adapter_config = json.loads((tmp_path / "grpo" / "adapter_config.json").read_text())
-    assert adapter_config["base_model_name_or_path"] == str((tmp_path / "grpo" / "base").resolve())
+    sft_dir = str(tmp_path / "sft")
+    _grpo(workspace, tmp_path / "grpo", model_name_or_path=sft_dir, save_strategy="steps", save_steps=1)
+    for folder in (tmp_path / "grpo", tmp_path / "grpo" / "checkpoint-3"):  # a checkpoint: a whole chain too
+        adapter_config = json.loads((folder / "adapter_config.json").read_text())
+        assert adapter_config["base_model_name_or_path"] == str((tmp_path / "grpo" / "base").resolve())
     assert (tmp_path / "grpo" / "base" / "tokenizer_config.json").is_file()
     base = AutoModelForCausalLM.from_pretrained(workspace.model_dir)
     sft_merged = PeftModel.from_pretrained(base, tmp_path / "sft").merge_and_unload()

@@ -24,7 +24,8 @@ def save_merged_base(trainer: Trainer, output_dir: str | Path) -> Path | None:
     folder. The starting weights are merged again from the adapter folder rather than read off the trained
     model, which sharded or wrapped training may hold in pieces. The path is absolute because PEFT resolves
     a relative one against the working directory: a moved output folder needs the path edited (or export it
-    before moving). Call it before ``trainer.save_model``; only the main process writes.
+    before moving). Call it before training, so every ``checkpoint-N`` adapter records ``base`` too; only
+    the main process writes, and a resumed run keeps the ``base`` it already wrote.
     """
     model = trainer.accelerator.unwrap_model(trainer.model)
     source = merged_from(model.get_base_model()) if hasattr(model, "peft_config") else None
@@ -33,7 +34,7 @@ def save_merged_base(trainer: Trainer, output_dir: str | Path) -> Path | None:
     base_dir = (Path(output_dir) / BASE_DIR).resolve()
     for config in model.peft_config.values():
         config.base_model_name_or_path = str(base_dir)
-    if trainer.args.should_save:
+    if trainer.args.should_save and not (base_dir / "config.json").is_file():
         from peft import AutoPeftModelForCausalLM
 
         dtype = model.get_base_model().config.dtype or "auto"

@@ -115,12 +115,12 @@ def train_and_save(trainer: Trainer, script_args: ScriptArguments, task: Task) -
     for callback in progress:
         trainer.add_callback(callback)
     output_dir = trainer.args.output_dir
+    save_merged_base(trainer, output_dir)  # before training: every checkpoint's adapter points at it
     checkpoint = last_complete_checkpoint(output_dir) if script_args.resume else None
     if checkpoint:
         logger.info("resuming from %s", checkpoint)
     result = trainer.train(resume_from_checkpoint=checkpoint)
     metrics = {**result.metrics, **throughput.summary}
-    save_merged_base(trainer, output_dir)
     trainer.save_model(output_dir)
     if eval_rows:
         final = evaluate_with_strategy(trainer.model, trainer.processing_class, eval_rows, strategy)
