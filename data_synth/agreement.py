@@ -1,13 +1,15 @@
-"""Multi-sample agreement: majority vote over discrete answers and the consensus pick over scores.
+"""Multi-sample agreement: the consensus pick over scores.
 
-- ``majority_vote``: the most frequent valid answer (setwise labels, final math answers), ties to the answer
-  seen first; it is :func:`tasks.voting.majority_vote`, the vote ``rankrl tts`` uses too.
+The majority vote over discrete answers (setwise labels, judgements, final math answers) is
+:func:`tasks.voting.majority_vote`, the vote ``rankrl tts`` uses too; GroupRank's mean of score vectors is
+:func:`tasks.groupwise.mean_scores`.
+
 - :func:`consensus_index` / :func:`consensus_pick`: the sample whose score (or score vector, for GroupRank's
   per-passage scores) lies closest to the mean of the valid samples, as ERank (3 teacher samples; arXiv
   2509.00520 §3.2, App. C) and Retro* (8 samples; arXiv 2509.24869) keep their training sample. Distance is
   Euclidean; a tie goes to the earlier sample.
 
-Hand-written because each is a few lines over the standard library; invalid samples are ``None`` and never
+Hand-written because it is a few lines over the standard library; invalid samples are ``None`` and never
 win.
 """
 
@@ -15,10 +17,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-
-from tasks.voting import majority_vote
-
-__all__ = ["consensus_index", "consensus_pick", "majority_vote", "mean_scores"]
 
 Score = float | Sequence[float]
 
@@ -46,11 +44,3 @@ def consensus_pick(samples: Sequence[tuple[str, Score | None]]) -> tuple[str, Sc
     """The ``(text, score)`` sample closest to the mean score (as ERank, Retro*); None if none is valid."""
     index = consensus_index([score for _, score in samples])
     return None if index is None else samples[index]
-
-
-def mean_scores(scores: Sequence[Score | None]) -> tuple[float, ...] | None:
-    """Component-wise mean of the valid scores (GroupRank's gold scores over repeats); None if none."""
-    valid = [_vector(score) for score in scores if score is not None]
-    if not valid:
-        return None
-    return tuple(sum(column) / len(valid) for column in zip(*valid, strict=True))

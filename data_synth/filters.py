@@ -4,7 +4,7 @@
   its ``teacher_order`` against its own ``labels`` is at least ``alpha`` (0.4 in the paper, grid over
   [0.1, 0.7]). nDCG comes from :func:`rewards.metrics.ndcg_at_k` (trec_eval's linear gain).
 - :func:`verify_answers` does normalised exact match for reasoning data with
-  :func:`rewards.answers.answers_match` (the rewards use the same answer extraction).
+  :func:`tasks.answers.answers_match` (the math task and its reward use the same answer extraction).
 - :func:`decontaminate` drops training rows sharing an n-gram (``n=13``, as in GPT-3's decontamination) of
   lower-cased word tokens with any evaluation topic and reports which row overlapped which topic. A text
   shorter than ``n`` words counts as one n-gram of its whole length, so a short query is caught when it
@@ -22,8 +22,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from core.data import labels_to_qrels
-from rewards.answers import answers_match, final_answer
 from rewards.metrics import ndcg_at_k
+from tasks.answers import answers_match, final_answer
 
 
 @dataclass

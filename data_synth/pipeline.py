@@ -25,7 +25,7 @@ from rich.console import Console
 
 from core.data import DataError
 from core.generation import Messages, Sampling
-from data_synth.agreement import consensus_index, majority_vote
+from data_synth.agreement import consensus_index
 from data_synth.cache import ResponseCache, cache_key, prompt_hash
 from data_synth.config import SynthConfig, load_config
 from data_synth.filters import FilterStats, consistency_problem
@@ -45,6 +45,7 @@ from data_synth.teachers import (
     teacher_id,
 )
 from tasks import Task, expand_rows
+from tasks.voting import majority_vote
 
 
 @dataclass(frozen=True)

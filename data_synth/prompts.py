@@ -1,25 +1,14 @@
-"""Teacher prompts: each synthesis task's prompt, from :mod:`tasks.prompts` (the single source of
-every task prompt, shared with training and evaluation), paired with the parser in :mod:`rewards` that
-reads the teacher's answer; and the teacher-only suffix.
+"""The teacher-only suffix of synthesis prompts.
 
-- listwise: :func:`~tasks.prompts.listwise_messages`; parsed by
-  :func:`rewards.listwise.read_listwise_answer` in ``strict`` mode (a full permutation).
-- setwise: :func:`~tasks.prompts.setwise_messages`; parsed by
-  :func:`tasks.parsers.parse_setwise_label`.
-- pointwise 0-10: :func:`~tasks.prompts.erank_messages`; parsed by
-  :func:`tasks.parsers_scores.parse_int_answer` with the think/answer structure required.
-- rubric 0-100: :func:`~tasks.prompts.retro_messages`; parsed by
-  :func:`tasks.parsers_scores.parse_score_tag`.
-- groupwise JSON: :func:`~tasks.prompts.grouprank_messages`; parsed by
-  :func:`tasks.parsers_scores.parse_group_scores`.
-- math: :func:`~tasks.prompts.math_messages`; parsed by :func:`tasks.parsers.parse_think_answer`.
-
-Parsers never raise: a teacher's answer is untrusted text.
+The teacher's prompt is the recipe task's own prompt (:meth:`tasks.base.Task.prompt`, the one training and
+evaluation render too) and its answer is read by the task's parser (:meth:`tasks.base.Task.parse`, which
+never raises: a teacher's answer is untrusted text); a recipe may append a ``teacher_suffix`` to the last user
+turn of the teacher's copy only.
 """
 
 from __future__ import annotations
 
-from tasks.prompts import Messages
+from core.generation import Messages
 
 
 def with_teacher_suffix(messages: Messages, suffix: str) -> Messages:

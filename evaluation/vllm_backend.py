@@ -14,8 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from core.generation import Generation, Sampling, encode_prompt
-from tasks.prompts import Messages
+from core.generation import Generation, Messages, Sampling, encode_prompt
 
 
 class VLLMBackend:

@@ -12,9 +12,7 @@ from typing import Any
 
 from rewards.listwise import _column, completion_text
 from rewards.registry import register_reward
-from tasks.answers import END_THINK, answers_match, final_answer, normalize_answer
-
-__all__ = ["answer_match_reward", "answers_match", "final_answer", "normalize_answer"]
+from tasks.answers import END_THINK, answers_match
 
 
 @register_reward("answer_match")

@@ -25,9 +25,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from core.generation import Sampling
-from tasks.groupwise import INFERENCE_SAMPLING, MAX_SCORE, GroupwiseTask
+from tasks.groupwise import GROUPRANK_SYSTEM, GROUPRANK_USER, INFERENCE_SAMPLING, MAX_SCORE, GroupwiseTask
 from tasks.parsers_scores import parse_group_scores
-from tasks.prompts import GROUPRANK_SYSTEM, GROUPRANK_USER
 from tasks.strategy import QueryRun, Ranked, Request
 
 

@@ -28,19 +28,80 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from core.data import labels_to_qrels
 from core.generation import Messages, Sampling
 from tasks.base import Parsed
 from tasks.parsers_scores import parse_group_scores
-from tasks.prompts import GROUPRANK_SYSTEM, GROUPRANK_USER, grouprank_messages
 from tasks.strategy import StrategyOptions, passage_text
 from tasks.toy import make_toy_splits
 
 MAX_SCORE = 10  # GroupRank's 0-10 scale
 INFERENCE_SAMPLING = Sampling(max_new_tokens=8000, temperature=0.3, top_p=0.8)  # rerank_groupwise.py
+GROUPRANK_SYSTEM = (  # rerank_groupwise.py
+    "Your task is to evaluate and rank documents based on how well they help answer the given "
+    "query. Follow this evaluation priority:\n"
+    "1. PRIMARY: Usefulness & Helpfulness - Does the document provide actionable information, "
+    "solutions, or direct answers that help address the user's needs?\n"
+    "2. SECONDARY: Relevance - Does the document contain information related to the query "
+    "topic?\n"
+    "\n"
+    "Evaluation Process:\n"
+    "1. First, identify the user's core intent and what kind of help they need from the query\n"
+    "2. For each document, assess:\n"
+    "   - How directly it addresses the user's intent\n"
+    "   - What actionable information or answers it provides\n"
+    "   - How much it helps solve the user's problem or need\n"
+    "3. Compare documents against each other to ensure proper ranking\n"
+    "4. Assign scores that reflect the relative usefulness ranking\n"
+    "\n"
+    "Scoring Scale (0-10):\n"
+    "- 9-10: Extremely helpful, directly answers the query with actionable information\n"
+    "- 7-8: Very helpful, provides substantial useful information for the query\n"
+    "- 5-6: Moderately helpful, contains some useful information but incomplete\n"
+    "- 3-4: Minimally helpful, limited useful information despite topic relevance\n"
+    "- 1-2: Barely helpful, mentions related topics but provides little useful information\n"
+    "- 0: Not helpful at all, cannot assist with answering the query\n"
+)
+GROUPRANK_USER = (
+    "I will provide you {TOPK} documents, each indicated by a numerical identifier []. Score "
+    "these documents based on their Usefulness and Relevance to the query.\n"
+    "Query:\n"
+    "{QUERY}\n"
+    "\n"
+    "Documents:\n"
+    "{PASSAGES}\n"
+    "\n"
+    "## Final Output Format\n"
+    "You must structure your response in exactly two parts: provide your brief reasoning "
+    "process first, then output final scores in JSON format like below, with document IDs as "
+    "string keys and integer scores as values for all {TOPK} documents. \n"
+    "The reasoning process and answer are enclosed within <reason> </reason> and <answer> "
+    "</answer> tags, respectively. Do NOT output anything outside the specified tags. Follow "
+    "this exact format:\n"
+    "<reason> \n"
+    "[Analyze each document's usefulness and relevance to the query, explaining your scoring "
+    "rationale]\n"
+    "</reason>\n"
+    "<answer> \n"
+    "```json\n"
+    '{{"[1]": 5, "[2]": 3, "[3]": 8}}\n'
+    "``` \n"
+    "</answer>\n"
+)
+GROUPRANK_MAX_DOC_CHARS = 3000  # rerank_groupwise.py max_doc_lens
+
+
+def grouprank_messages(query: str, passages: Sequence[str]) -> Messages:
+    """GroupRank's groupwise prompt: ``[i]. text`` blocks, newlines folded and text cut at 3000 chars."""
+    texts = (re.sub(r"\n+", " ", text)[:GROUPRANK_MAX_DOC_CHARS] for text in passages)
+    blocks = "".join(f"[{i}]. {text}\n\n" for i, text in enumerate(texts, start=1))
+    user = GROUPRANK_USER.format(TOPK=len(passages), QUERY=query, PASSAGES=blocks)
+    return [{"role": "system", "content": GROUPRANK_SYSTEM}, {"role": "user", "content": user}]
 
 
 def mean_scores(scores: Sequence[Sequence[float] | None]) -> tuple[float, ...] | None:
@@ -57,7 +118,8 @@ def mean_scores(scores: Sequence[Sequence[float] | None]) -> tuple[float, ...] |
 
 def label_scores(example: Mapping[str, Any]) -> list[int]:
     """0-10 scores of the example's candidates from their grades (see the module docstring)."""
-    grades = {label["doc_id"]: max(int(label["relevance"]), 0) for label in example.get("labels") or []}
+    qrels = labels_to_qrels(example.get("labels") or [])
+    grades = {doc_id: max(grade, 0) for doc_id, grade in qrels.items()}  # a negative grade scores 0
     doc_grades = [grades.get(candidate["doc_id"], 0) for candidate in example["candidates"]]
     top = max(doc_grades, default=0)
     if top <= 0:

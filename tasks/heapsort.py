@@ -23,8 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from core.generation import Generation, Sampling
-from tasks.prompts import R1_SYSTEM_PROMPT, SETWISE_USER
-from tasks.setwise import SetwiseTask
+from tasks.setwise import R1_SYSTEM_PROMPT, SETWISE_USER, SetwiseTask
 from tasks.strategy import QueryRun, Ranked, Request
 
 Compare = Generator[list[Request], list[list[Generation]], int]

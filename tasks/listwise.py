@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from core.data import labels_to_qrels
 from core.generation import Messages, Sampling
 from tasks.base import Parsed
 from tasks.parsers import MODES, parse_permutation, parse_think_answer
@@ -119,7 +120,7 @@ class ListwiseTask:
         doc_ids = [candidate["doc_id"] for candidate in example["candidates"]]
         order = list(example.get("teacher_order") or [])
         if not order:
-            grades = {label["doc_id"]: label["relevance"] for label in example["labels"]}
+            grades = labels_to_qrels(example["labels"])
             order = sorted((d for d in doc_ids if grades.get(d, 0) > 0), key=lambda d: -grades[d])
         position = {doc_id: i for i, doc_id in enumerate(doc_ids, start=1)}
         answer = " > ".join(f"[{position[doc_id]}]" for doc_id in order)

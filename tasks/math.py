@@ -1,7 +1,8 @@
 """Reasoners on GSM8K / MATH-style problems: think, then give one final answer, checked for equivalence.
 
-The prompt is DeepSeek-R1's system prompt (arXiv 2501.12948 §2.2.1, Table 1) and the problem with Rank-R1's
-closing instruction adapted to a final answer (no paper gives a math prompt; :data:`tasks.prompts.MATH_USER`).
+The prompt is DeepSeek-R1's system prompt (arXiv 2501.12948 §2.2.1, Table 1;
+:data:`tasks.setwise.R1_SYSTEM_PROMPT`, which Rank-R1's setwise prompt uses too) and the problem with
+Rank-R1's closing instruction adapted to a final answer (:data:`MATH_USER`; no paper gives a math prompt).
 An example is one problem; the SFT target is the teacher's completion, else the worked solution as thinking
 and the reference's final answer in ``<answer>`` tags. An output's answer is its final answer after the last
 ``</think>`` (``<answer>`` tags, the last ``\\boxed{}``, ``####`` or a ``Final answer:`` line), normalised
@@ -22,9 +23,13 @@ from typing import Any, ClassVar
 from core.generation import Messages
 from tasks.answers import answers_match, final_answer, read_answer
 from tasks.base import Parsed
-from tasks.prompts import MATH_USER, R1_SYSTEM_PROMPT
+from tasks.setwise import R1_SYSTEM_PROMPT
 
 TOY_OPERANDS = 100  # toy problems add or subtract two numbers below this
+MATH_USER = (
+    "{problem}\nAfter completing the reasoning process, please provide only the final answer within the "
+    "answer tags. For example: <think> reasoning process here </think> <answer>42</answer>."
+)
 
 
 @dataclass(frozen=True)

@@ -102,14 +102,15 @@ def _check_range(lo: int, hi: int) -> None:
 
 
 @lru_cache(maxsize=8)
-def _int_tag_pattern(tag: str) -> re.Pattern[str]:
+def int_tag_pattern(tag: str) -> re.Pattern[str]:
+    """The pattern of ``<tag>N</tag>`` (whitespace around N allowed); group 1 holds N's digits."""
     return re.compile(rf"<{tag}>\s*([0-9]+)\s*</{tag}>")
 
 
 def _parse_int_tag(text: Any, tag: str, lo: int, hi: int) -> IntScore:
     if not isinstance(text, str):
         return IntScore(None, "not_text")
-    match = _int_tag_pattern(tag).search(text)
+    match = int_tag_pattern(tag).search(text)
     if match is not None:
         return _classify(match.group(1), lo, hi)
     opening, closing, _ = _tag_pair(tag)

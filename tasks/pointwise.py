@@ -23,12 +23,25 @@ from typing import Any, ClassVar
 
 from core.generation import Generation, Messages, Sampling
 from tasks.base import Parsed
-from tasks.parsers_scores import _int_tag_pattern, parse_int_answer
+from tasks.parsers_scores import int_tag_pattern, parse_int_answer
 from tasks.pointwise_scoring import PairTask, mean_score, template_pieces
-from tasks.prompts import ERANK_INSTRUCTION, ERANK_USER, erank_messages
 from tasks.strategy import passage_text
 
 MAX_SCORE = 10
+ERANK_USER = (  # ERank Fig. 5
+    "Given a query and a document, please give a relevance score of 0 to 10. The goal or relevance "
+    "definition is: {instruction}\n\nHere is the query: {query}\nHere is the document: {document}\n"
+    "After thinking, directly choose a relevance score from [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10].\n"
+    "- 0 represents completely not related.\n- 10 means perfectly related.\nDesired output format:\n"
+    "<think>put your thinking here</think><answer>Only allows an integer here</answer>\nYour output:"
+)
+ERANK_INSTRUCTION = "Given a query, retrieval relevant passage."  # ERank Table 7, BEIR / TREC
+
+
+def erank_messages(query: str, document: str, instruction: str = ERANK_INSTRUCTION) -> Messages:
+    """ERank's 0-10 pointwise prompt (a single user turn)."""
+    content = ERANK_USER.format(instruction=instruction, query=query, document=document)
+    return [{"role": "user", "content": content}]
 
 
 def erank_score(generation: Generation) -> float | None:
@@ -36,7 +49,7 @@ def erank_score(generation: Generation) -> float | None:
     value = parse_int_answer(generation.text, 0, MAX_SCORE).value
     if value is None:
         return None
-    match = _int_tag_pattern("answer").search(generation.text)
+    match = int_tag_pattern("answer").search(generation.text)
     if match is None or not generation.token_logprobs:
         return float(value)
     return value * math.exp(_span_logprob(generation, *match.span(1)))

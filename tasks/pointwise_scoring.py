@@ -25,12 +25,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar, Protocol
 
+from core.data import labels_to_qrels
 from core.generation import Generation, Messages, Sampling
 from tasks.strategy import QueryRun, Ranked, Request, StrategyOptions
 from tasks.toy import make_toy_splits
-
-#: ``rankrl eval``'s ``scorer`` -> (task, the task option its ``instruction`` sets).
-SCORERS = {"erank": ("pointwise", "instruction"), "retro": ("rubric", "relevance_definition")}
 
 
 def parse_stages(text: str) -> list[tuple[int, int]]:
@@ -79,26 +77,6 @@ class Pointwise:
     sampling: Sampling = field(default_factory=Sampling)
 
     name = "pointwise"
-
-    @classmethod
-    def paper_defaults(
-        cls,
-        scorer: str,
-        stages: Sequence[tuple[int, int]] = ((100, 1),),
-        instruction: str = "",
-        max_passage_words: int = 300,
-    ) -> Pointwise:
-        """The strategy of a ``rankrl eval`` config's ``scorer`` (:data:`SCORERS`) and ``instruction``
-        ('' = the paper's), with the task's paper sampling."""
-        from tasks import get_task
-
-        if scorer not in SCORERS:
-            raise ValueError(f"pointwise scorer {scorer!r}; expected one of {', '.join(SCORERS)}")
-        name, option = SCORERS[scorer]
-        task = get_task(
-            name, max_passage_words=max_passage_words, **({option: instruction} if instruction else {})
-        )
-        return replace(task.strategy(StrategyOptions()), stages=tuple(stages))
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -151,7 +129,7 @@ class PairTask:
 
     def examples(self, row: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str]:
         """One example per chosen (query, document) pair (module docstring)."""
-        grades = _grades(row)
+        grades = labels_to_qrels(row.get("labels") or [])
         positives = [c for c in row["candidates"] if grades.get(c["doc_id"], 0) > 0]
         negatives = [c for c in row["candidates"] if grades.get(c["doc_id"], 0) <= 0]
         if not positives:
@@ -170,7 +148,8 @@ class PairTask:
 
     def relevance(self, example: Mapping[str, Any]) -> int:
         """The grade of the example's document (0 when unlabelled)."""
-        return _grades(example).get(example["candidates"][0]["doc_id"], 0)
+        qrels = labels_to_qrels(example.get("labels") or [])
+        return qrels.get(example["candidates"][0]["doc_id"], 0)
 
     def label_score(self, example: Mapping[str, Any]) -> int:
         """The score a target built from the labels states: ``top_score`` for a relevant document (grade > 0),
@@ -212,7 +191,3 @@ def template_pieces(template: str, **constants: str) -> list[str]:
     fields = {name: "\0" for name in ("query", "document", "doc")} | constants
     pieces = template.format(**fields).split("\0")
     return sorted({piece.strip(" \n") for piece in pieces if len(piece.strip()) > 1})
-
-
-def _grades(row: Mapping[str, Any]) -> dict[str, int]:
-    return {label["doc_id"]: int(label["relevance"]) for label in row.get("labels") or []}

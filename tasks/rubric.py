@@ -27,10 +27,76 @@ from core.generation import Generation, Messages, Sampling
 from tasks.base import Parsed
 from tasks.parsers_scores import parse_score_tag
 from tasks.pointwise_scoring import PairTask, mean_score, template_pieces
-from tasks.prompts import RETRO_USER, retro_definition, retro_messages
 from tasks.strategy import passage_text
 
 MAX_SCORE = 100
+RETRO_USER = (  # reranker_sglang.py
+    "Here is the **relevance definition** in a retrieval task: {relevance_definition}\n"
+    "\n"
+    "Now given a **query** ({query_type}) and a **document** ({doc_type}) in this retrieval "
+    "task, your mission is to perform the following steps.\n"
+    "\n"
+    "1. Query Analysis: Think to reason and describe what information would be most helpful in "
+    "answering the query.\n"
+    "2. Document Analysis: Discuss how the information provided by the document fulfills or "
+    "fails to fulfill the requirements implied by the query.\n"
+    "3. Relevance Annotation: Based on the relevance definition and the insights from the "
+    "previous two steps, clearly justify your final relevance annotation result and annotate "
+    "an integer score from a scale of 0 to 100. Please use the following guide:\n"
+    "    - **80-100 (Highly Relevant):** The document directly and comprehensively addresses "
+    "the query's intent. It is a core and authoritative answer.\n"
+    "    - **60-80 (Relevant):** The document substantially addresses the query's intent, "
+    "providing most of the key information, but might miss some minor details.\n"
+    "    - **40-60 (Moderately Relevant):** The document is on-topic and addresses a part of "
+    "the query's intent, but it is not a comprehensive answer.\n"
+    "    - **20-40 (Slightly Relevant):** The document mentions keywords from the query, but "
+    "its main topic is different. It offers very limited value.\n"
+    "    - **0-20 (Irrelevant):** The document does not address the query's intent at all and "
+    "is off-topic.\n"
+    "\n"
+    "After providing your detailed analysis and justification for all the steps above, "
+    "conclude your entire response with the final relevance score. The score must be placed "
+    "strictly between the <score> tags. There should be no other text or explanation inside "
+    "the tags:\n"
+    "<score>\n"
+    "[From a scale of 0 to 100, annotate the degree of relevance between the query and the "
+    "document.]\n"
+    "</score>\n"
+    "\n"
+    "Query ({query_type}):\n"
+    "[Begin of Query]\n"
+    "{query}\n"
+    "[End of Query]\n"
+    "\n"
+    "Document ({doc_type}):\n"
+    "[Begin of Document]\n"
+    "{doc}\n"
+    "[End of Document]\n"
+)
+RETRO_DEFINITION = (
+    "Given a query ({query_type}) and a document ({doc_type}), the document is relevant to the query if the "
+    "document can help answer the query."
+)
+
+
+def retro_definition(query_type: str = "query", doc_type: str = "document") -> str:
+    """Retro*'s generic relevance definition, for queries and documents of these kinds."""
+    return RETRO_DEFINITION.format(query_type=query_type, doc_type=doc_type)
+
+
+def retro_messages(
+    query: str,
+    document: str,
+    relevance_definition: str | None = None,
+    query_type: str = "query",
+    doc_type: str = "document",
+) -> Messages:
+    """Retro*'s 0-100 rubric prompt (a single user turn); the default definition is Retro*'s generic one."""
+    definition = relevance_definition or retro_definition(query_type, doc_type)
+    content = RETRO_USER.format(
+        relevance_definition=definition, query_type=query_type, doc_type=doc_type, query=query, doc=document
+    )
+    return [{"role": "user", "content": content}]
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,36 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from core.data import labels_to_qrels
 from core.generation import Messages, Sampling
 from tasks.base import Parsed
 from tasks.parsers import parse_setwise_label
-from tasks.prompts import R1_SYSTEM_PROMPT, SETWISE_USER, setwise_messages
 from tasks.strategy import StrategyOptions, passage_text
 from tasks.toy import make_toy_splits
+
+#: DeepSeek-R1's system prompt (arXiv 2501.12948 Table 1), which Rank-R1 keeps; the math task
+#: (:mod:`tasks.math`) imports it from here, since its prompt adapts Rank-R1's.
+R1_SYSTEM_PROMPT = (
+    "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. The "
+    "assistant first thinks about the reasoning process in the mind and then provides the user with the "
+    "answer. The reasoning process and answer are enclosed within <think> </think> and <answer> </answer> "
+    "tags, respectively, i.e., <think> reasoning process here </think> <answer> answer here </answer>."
+)
+SETWISE_USER = (
+    'Given the query: "{query}", which of the following documents is most relevant?\n{docs}\nAfter '
+    "completing the reasoning process, please provide only the label of the most relevant document to the "
+    "query, enclosed in square brackets, within the answer tags. For example, if the third document is the "
+    "most relevant, the answer should be: <think> reasoning process here </think> <answer>[3]</answer>."
+)
+
+
+def setwise_messages(query: str, passages: Sequence[str]) -> Messages:
+    """Rank-R1's setwise prompt: R1's system prompt, documents ``[i] text`` joined by newlines."""
+    docs = "\n".join(f"[{i}] {text}" for i, text in enumerate(passages, start=1))
+    return [
+        {"role": "system", "content": R1_SYSTEM_PROMPT},
+        {"role": "user", "content": SETWISE_USER.format(query=query, docs=docs)},
+    ]
 
 
 @dataclass(frozen=True)
@@ -51,7 +75,7 @@ class SetwiseTask:
 
     def examples(self, row: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str]:
         """One shuffled set per positive (module docstring); ``no_positive`` / ``no_negative`` otherwise."""
-        grades = _grades(row)
+        grades = labels_to_qrels(row.get("labels") or [])
         positives = [c for c in row["candidates"] if grades.get(c["doc_id"], 0) > 0]
         negatives = [c for c in row["candidates"] if grades.get(c["doc_id"], 0) <= 0]
         if not positives:
@@ -101,7 +125,8 @@ class SetwiseTask:
 
     def gold_label(self, example: Mapping[str, Any]) -> str:
         """``"[k]"``: the position of the example's highest-graded candidate (the first on a tie)."""
-        grades = [_grades(example).get(candidate["doc_id"], 0) for candidate in example["candidates"]]
+        qrels = labels_to_qrels(example.get("labels") or [])
+        grades = [qrels.get(candidate["doc_id"], 0) for candidate in example["candidates"]]
         if not grades or max(grades) <= 0:
             raise ValueError(
                 f"setwise example {example.get('example_id')!r}: no candidate has a positive label"
@@ -145,7 +170,3 @@ class SetwiseTask:
         pieces = [R1_SYSTEM_PROMPT, *SETWISE_USER.format(query="\0", docs="\0").split("\0")]
         phrases = {piece.strip(" \n") for piece in pieces if len(piece.strip()) > 1}
         return sorted(phrases) + [f"[{i}]" for i in range(1, max_identifiers + 1)]
-
-
-def _grades(row: Mapping[str, Any]) -> dict[str, int]:
-    return {label["doc_id"]: int(label["relevance"]) for label in row.get("labels") or []}

@@ -38,6 +38,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from core.data import labels_to_qrels
 from core.generation import Generation, Messages, Sampling
 from core.hints import did_you_mean
 from tasks.base import Parsed
@@ -168,7 +169,7 @@ class YesNoTask:
     def examples(self, row: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str]:
         """One example per chosen (query, document) pair (module docstring); ``no_positive`` /
         ``no_negative`` when the row has none of one kind that is asked for."""
-        grades = _grades(row)
+        grades = labels_to_qrels(row.get("labels") or [])
         positives = [c for c in row["candidates"] if grades.get(c["doc_id"], 0) > 0]
         negatives = [c for c in row["candidates"] if grades.get(c["doc_id"], 0) <= 0]
         if not positives:
@@ -206,7 +207,8 @@ class YesNoTask:
 
     def relevant(self, example: Mapping[str, Any]) -> bool:
         """The label: the example's document has relevance > 0."""
-        return _grades(example).get(_only_candidate(example)["doc_id"], 0) > 0
+        qrels = labels_to_qrels(example.get("labels") or [])
+        return qrels.get(_only_candidate(example)["doc_id"], 0) > 0
 
     def gold_token(self, example: Mapping[str, Any]) -> str:
         """The answer token of the label."""
@@ -309,10 +311,6 @@ def judgement_score(generation: Generation) -> float | None:
     if len(logprobs) != 2 or not all(math.isfinite(value) for value in logprobs):
         return None
     return logprobs[0] - logprobs[1]
-
-
-def _grades(row: Mapping[str, Any]) -> dict[str, float]:
-    return {label["doc_id"]: label["relevance"] for label in row.get("labels") or []}
 
 
 def _only_candidate(example: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -5,8 +5,9 @@ thread. ``POST /v1/chat/completions`` answers with the next queued fault, if any
 ``429`` or ``500`` (with ``Retry-After: 0``), ``hang`` (sleeps ``hang_s``, past the client's timeout, then
 answers), ``malformed`` (a 200 whose JSON body is cut short) or ``empty`` (a 200 without choices);
 otherwise, after ``latency_s``, a normal completion written by ``answer(messages, seed)``. The default
-answerer, :func:`toy_answer`, reads the task prompts of :mod:`tasks.prompts` and judges passages
-by how many query words they contain, which on :mod:`tasks.toy` data is exactly the relevance grade.
+answerer, :func:`toy_answer`, reads the prompt of every task (:mod:`tasks`: the task modules' templates) and
+judges passages by how many query words they contain, which on :mod:`tasks.toy` data is exactly the relevance
+grade (a yes/no judgement says "relevant" when a passage shares a word with the query).
 Answers depend only on the prompt and the seed, so reruns agree.
 
 Hand-written because the tests need to control faults request by request; the only OpenAI-compatible
@@ -26,6 +27,10 @@ from typing import Any
 
 Answerer = Callable[[list[dict[str, str]], int], str]
 _LISTED = re.compile(r"^\[(\d+)\]\.? (.*)$", re.MULTILINE)
+_JUDGED = [  # yes/no templates (tasks.yesno): query and document lines, answer prefix, (relevant, not)
+    (re.compile(r"^<Query>: (.*)\n<Document>: (.*)$", re.M), "<think>\n\n</think>\n\n", ("yes", "no")),
+    (re.compile(r"^query: (.*)\ndocument: (.*)$", re.M), "", ("1", "0")),
+]
 
 
 def _words(text: str) -> set[str]:
@@ -47,7 +52,7 @@ def _ranked(query: str, passages: list[str]) -> list[int]:
 
 
 def toy_answer(messages: list[dict[str, str]], seed: int) -> str:
-    """A well-formed teacher answer to any :mod:`tasks.prompts` prompt (see the module docstring)."""
+    """A well-formed teacher answer to any task's prompt (see the module docstring)."""
     user = messages[-1]["content"]
     passages = [text for _, text in _LISTED.findall(user)]
     if "Rank the passages based on their relevance" in user:
@@ -67,6 +72,9 @@ def toy_answer(messages: list[dict[str, str]], seed: int) -> str:
         query = _between(user, "Query:\n", "\n\nDocuments:")
         scores = {f"[{i}]": 4 * _overlap(query, p) + seed % 2 for i, p in enumerate(passages, start=1)}
         return f"<reason>overlap</reason>\n<answer>\n```json\n{json.dumps(scores)}\n```\n</answer>"
+    for pattern, prefix, (yes, no) in _JUDGED:
+        if judged := pattern.search(user):
+            return prefix + (yes if _overlap(*judged.groups()) else no)
     numbers = [int(n) for n in re.findall(r"\d+", user.split("\nAfter completing")[0])]
     return f"<think>add them</think> <answer>{sum(numbers)}</answer>"
 

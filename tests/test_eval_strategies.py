@@ -16,21 +16,12 @@ from evaluation.cache import QueryCache
 from evaluation.fusion import fuse, normalize
 from evaluation.significance import paired_tests, randomization_p
 from tasks.group_scoring import Groupwise
-from tasks.groupwise import GroupwiseTask
+from tasks.groupwise import GroupwiseTask, grouprank_messages
 from tasks.heapsort import SetwiseHeapsort
-from tasks.pointwise import PointwiseTask
+from tasks.pointwise import PointwiseTask, erank_messages
 from tasks.pointwise_scoring import parse_stages
-from tasks.prompts import (
-    RETRO_USER,
-    SETWISE_USER,
-    erank_messages,
-    grouprank_messages,
-    retro_definition,
-    retro_messages,
-    setwise_messages,
-)
-from tasks.rubric import RubricTask
-from tasks.setwise import SetwiseTask
+from tasks.rubric import RETRO_USER, RubricTask, retro_definition, retro_messages
+from tasks.setwise import SETWISE_USER, SetwiseTask, setwise_messages
 from tasks.sliding_window import SlidingWindow, sliding_windows
 from tasks.strategy import QueryResult, StrategyOptions, rerank_rows
 

@@ -38,6 +38,7 @@ TOY_TASK_ARGS = {  # small lists so the toy teacher's prompts stay short
     "setwise": {"negatives_per_query": 3},
     "pointwise": {"negatives_per_query": 3},
     "rubric": {"negatives_per_query": 3},
+    "yesno": {"negatives_per_query": 3},
     "math": {},
 }
 
@@ -100,7 +101,7 @@ def check_rewards(config: SynthConfig, rows: list[dict]) -> None:
         assert sum(teacher) > sum(value or 0.0 for value in junk), reward
 
 
-@pytest.mark.parametrize("task", ["listwise", "setwise", "pointwise", "rubric", "groupwise", "math"])
+@pytest.mark.parametrize("task", ["listwise", "setwise", "pointwise", "rubric", "yesno", "groupwise", "math"])
 def test_every_task_survives_faults_and_feeds_its_rewards(server, tmp_path, task):
     server.inject(FAULTS)
     extra = {"dataset": math_problems(tmp_path / "math.jsonl"), "toy_queries": 0} if task == "math" else {}

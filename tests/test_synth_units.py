@@ -1,5 +1,6 @@
-"""Agreement rules, the crash-safe response cache (and the evaluation cache sharing its log rule), and each
-prompt template paired with its parser."""
+"""Agreement rules, the crash-safe response cache (and the evaluation cache sharing its log rule), the
+teacher-only suffix, and every task's synthesis units: the toy teacher's answer to each unit's prompt parses
+and passes the task's check, and untrusted text is never taken for a right answer."""
 
 from __future__ import annotations
 
@@ -9,14 +10,13 @@ import os
 import pytest
 
 from core.data import DataError
-from data_synth.agreement import consensus_index, consensus_pick, majority_vote, mean_scores
+from data_synth.agreement import consensus_index, consensus_pick
 from data_synth.cache import ResponseCache, cache_key
+from data_synth.pipeline import make_units
 from data_synth.prompts import with_teacher_suffix
-from data_synth.tasks import TASKS, TaskOptions, make_task
 from evaluation.cache import RecordCache
-from tasks.listwise import ListwiseTask
-from tasks.prompts import ERANK_USER, erank_messages, listwise_messages
-from tasks.toy import make_toy_splits
+from tasks import TASKS, get_task
+from tasks.pointwise import ERANK_USER, erank_messages
 from tests.fault_server import toy_answer
 
 UNTRUSTED = [
@@ -29,19 +29,12 @@ UNTRUSTED = [
 ]
 
 
-def test_majority_vote_prefers_the_earliest_of_tied_answers():
-    assert majority_vote([None, "b", "a", "a", "b"]) == ("b", 2)
-    assert majority_vote([3, 3, 1]) == (3, 2)
-    assert majority_vote([None, None]) is None
-
-
 def test_consensus_pick_keeps_the_sample_closest_to_the_mean():
     # ERank: three samples scoring 2, 7, 6 -> mean 5 -> 6 is closest
     assert consensus_pick([("a", 2), ("b", 7), ("c", 6)]) == ("c", 6)
     assert consensus_index([None, 40, 60, None]) == 1  # tie -> the earlier sample
     assert consensus_index([(1.0, 9.0), (3.0, 7.0), (9.0, 1.0)]) == 1
     assert consensus_pick([("x", None)]) is None
-    assert mean_scores([(1.0, 2.0), None, (3.0, 4.0)]) == (2.0, 3.0)
     with pytest.raises(ValueError, match="differ in length"):
         consensus_index([(1.0,), (1.0, 2.0)])
 
@@ -111,12 +104,6 @@ def test_cache_keys_keep_their_parts_apart():
     assert cache_key("q", "t", "h", 0) != cache_key("q", "t", "h", 1)
 
 
-def test_listwise_prompt_is_the_training_tasks_prompt():
-    row = make_toy_splits(1, 0)[0][0]
-    passages = [c["text"] for c in row["candidates"]]
-    assert listwise_messages(row["query"], passages) == ListwiseTask().prompt(row)
-
-
 def test_erank_prompt_and_teacher_suffix():
     messages = erank_messages("q", "d")
     assert messages[0]["content"] == ERANK_USER.format(
@@ -127,19 +114,31 @@ def test_erank_prompt_and_teacher_suffix():
     assert messages[0]["content"].endswith("Your output:")  # the original is untouched
 
 
-@pytest.mark.parametrize("name", TASKS)
-def test_each_template_pairs_with_its_parser(name):
-    task = make_task(name, TaskOptions(list_size=6, group_size=3, negatives_per_query=2))
+SMALL = {  # short lists, so the toy teacher's prompts stay small
+    "listwise": {"list_size": 6},
+    "setwise": {"negatives_per_query": 2},
+    "pointwise": {"negatives_per_query": 2},
+    "rubric": {"negatives_per_query": 2},
+    "yesno": {"negatives_per_query": 2},
+    "groupwise": {"list_size": 6, "group_size": 3},
+}
+SYNTH_TASKS = [(name, SMALL.get(name, {})) for name in TASKS]
+SYNTH_TASKS.append(("yesno", {"template": "prorank", "negatives_per_query": 2}))
+
+
+@pytest.mark.parametrize(("name", "task_args"), SYNTH_TASKS)
+def test_each_task_s_units_pair_its_prompt_with_its_parser(name, task_args):
+    task = get_task(name, **task_args)
     rows = (
         [{"problem": "What is 2 + 3?", "answer": "5", "id": "p1"}]
-        if name == "math"
-        else make_toy_splits(3, 0)[0]
+        if task.row_kind == "reasoning"
+        else task.toy_splits(3, 0)[0]
     )
-    units, stats = task.units(rows)
-    assert units and stats.kept == len(rows)
+    units, stats = make_units(task, rows)
+    assert units and stats.kept == len(rows) and stats.dropped == 0
     for unit in units:
-        value, reason = task.parse(unit, toy_answer(unit.messages, 0))
-        assert value is not None and reason == "", (unit.unit_id, reason)
-        for text in UNTRUSTED:
-            broken, why = task.parse(unit, text)
-            assert broken is None and why
+        parsed = task.parse(unit.example, toy_answer(unit.messages, 0))
+        assert parsed.ok and task.accept(unit.example, parsed.value) is None, (unit.unit_id, parsed)
+        for text in UNTRUSTED:  # never raises; a broken answer is unparsed or rejected
+            broken = task.parse(unit.example, text)
+            assert not broken.ok or task.accept(unit.example, broken.value), (text, broken)

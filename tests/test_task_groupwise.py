@@ -21,8 +21,7 @@ from core.generation import FunctionBackend, HFBackend, Sampling
 from rankrl.cli import main
 from rewards import grouprank_reward
 from tasks import expand_rows, get_task
-from tasks.groupwise import GroupwiseTask, answer_text, label_scores, mean_scores
-from tasks.prompts import GROUPRANK_SYSTEM
+from tasks.groupwise import GROUPRANK_SYSTEM, GroupwiseTask, answer_text, label_scores, mean_scores
 from tasks.strategy import StrategyOptions, rerank_rows
 from tasks.toy import make_toy_splits
 

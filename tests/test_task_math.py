@@ -21,8 +21,8 @@ from rewards import get_reward, resolve_rewards
 from tasks import get_task
 from tasks.answers import MathVerifyWorker, answers_match, canonical, read_answer
 from tasks.base import expand_rows
-from tasks.math import MathTask
-from tasks.prompts import MATH_USER, R1_SYSTEM_PROMPT
+from tasks.math import MATH_USER, MathTask
+from tasks.setwise import R1_SYSTEM_PROMPT
 from tasks.voting import majority_vote, weighted_vote
 from tests.test_rewards_more import fuzz_strings
 from trainers import grpo

@@ -18,9 +18,8 @@ from core.generation import FunctionBackend, Generation
 from rankrl.cli import main
 from rewards.registry import get_reward
 from tasks import expand_rows, get_task
-from tasks.pointwise import PointwiseTask, erank_score
+from tasks.pointwise import ERANK_INSTRUCTION, PointwiseTask, erank_score
 from tasks.pointwise_scoring import Pointwise, pair_example
-from tasks.prompts import ERANK_INSTRUCTION
 from tasks.strategy import StrategyOptions, rerank_rows
 
 ERANK_PROMPT = (  # ERank Fig. 5 / HF examples/utils.py, Table 7's BEIR / TREC instruction, one document
@@ -226,18 +225,6 @@ def test_strategy_samples_greedily_with_log_probabilities_unless_overridden():
     described = strategy.describe()
     assert described["task"] == "pointwise" and described["task_args"]["instruction"] == ERANK_INSTRUCTION
     json.dumps(described)
-
-
-def test_paper_defaults_of_an_eval_config_build_the_task_s_strategy():
-    strategy = Pointwise.paper_defaults(
-        "erank", stages=((10, 1),), instruction="Be strict.", max_passage_words=5
-    )
-    assert strategy.task == PointwiseTask(max_passage_words=5, instruction="Be strict.")
-    assert strategy == PointwiseTask(max_passage_words=5, instruction="Be strict.").strategy(
-        StrategyOptions(stages="10@1")
-    )
-    with pytest.raises(ValueError, match="pointwise scorer 'rank'"):
-        Pointwise.paper_defaults("rank")
 
 
 # --- registry and tokenizer phrases ----------------------------------------------------------------------

@@ -19,9 +19,8 @@ from core.generation import FunctionBackend, Generation
 from rankrl.cli import main
 from rewards.registry import get_reward
 from tasks import get_task
-from tasks.pointwise_scoring import Pointwise, pair_example
-from tasks.prompts import RETRO_USER
-from tasks.rubric import RubricTask
+from tasks.pointwise_scoring import pair_example
+from tasks.rubric import RETRO_USER, RubricTask
 from tasks.strategy import StrategyOptions, rerank_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,8 +201,9 @@ def test_strategy_samples_as_retro_unless_overridden():
     sampling = RubricTask().strategy(StrategyOptions()).sampling
     assert (sampling.temperature, sampling.top_k, sampling.max_new_tokens) == (0.6, 40, 4096)
     assert RubricTask().strategy(StrategyOptions(temperature=1.0, sample_top_k=0)).sampling.top_k == 0
-    strategy = Pointwise.paper_defaults("retro", stages=((100, 1), (30, 16)), instruction="Helps a vet.")
-    assert strategy.task == RubricTask(relevance_definition="Helps a vet.")
+    task = RubricTask(relevance_definition="Helps a vet.")
+    strategy = task.strategy(StrategyOptions(stages="100@1,30@16"))
+    assert strategy.task == task
     assert strategy.stages == ((100, 1), (30, 16)) and strategy.sampling == sampling
     described = strategy.describe()
     assert described["template"] == {"user": RETRO_USER} and described["task"] == "rubric"

@@ -20,8 +20,7 @@ from rewards.registry import get_reward
 from rewards.setwise import rank_r1_setwise_reward
 from tasks import expand_rows, get_task
 from tasks.heapsort import SetwiseHeapsort
-from tasks.prompts import R1_SYSTEM_PROMPT
-from tasks.setwise import SetwiseTask
+from tasks.setwise import R1_SYSTEM_PROMPT, SetwiseTask
 from tasks.strategy import StrategyOptions, rerank_rows
 
 RANK_R1_USER = (  # Rank-R1 prompts/prompt_setwise-R1.toml, prompt_user, with three documents filled in

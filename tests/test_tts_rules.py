@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.data import DataError
-from core.generation import Generation, Sampling
+from core.generation import Generation, Messages, Sampling
 from evaluation.tts import (
     BudgetForcing,
     Sample,
@@ -25,7 +25,6 @@ from evaluation.tts import (
 from evaluation.tts_report import sweep
 from evaluation.tts_run import TTSConfig, load_problems, run_tts
 from tasks.math import MathTask
-from tasks.prompts import Messages
 
 REAL = Path(__file__).resolve().parents[2] / "shared/data/real"
 

@@ -17,7 +17,7 @@ from evaluation.toy import SMALL_MODEL
 from evaluation.tts_report import COLUMNS
 from rankrl.cli import main
 from tasks.math import MathTask
-from tasks.prompts import R1_SYSTEM_PROMPT
+from tasks.setwise import R1_SYSTEM_PROMPT
 
 PROBLEMS = [
     {"problem": "Tom has 3 apples and buys 4 more. How many apples?", "answer": "7", "id": "a"},
