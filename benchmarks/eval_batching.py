@@ -20,9 +20,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from core.generation import HFBackend, Sampling
 from core.sources import read_corpus, read_trec
 from evaluation.outputs import write_trec_run
-from evaluation.toy import build_toy_model, write_toy_benchmark
 from tasks.sliding_window import SlidingWindow
 from tasks.strategy import QueryResult, rerank_rows
+from tests.toy_benchmark import build_toy_model, write_toy_benchmark
 
 
 def timed(label: str, rerank) -> tuple[list[QueryResult], float]:

@@ -4,7 +4,8 @@ A backend turns a list of chat prompts and one :class:`Sampling` into, per promp
 :class:`Generation` objects (text, generated-token count and, when asked, per-token log-probabilities).
 Strategies never see the model, so any engine plugs in by implementing :class:`GenerationBackend`:
 :class:`HFBackend` is the transformers implementation, :class:`evaluation.vllm_backend.VLLMBackend`
-the vLLM one; both encode prompts with :func:`encode_prompt`, so they see the same tokens.
+the vLLM one (tests answer with an oracle, ``tests/oracles.py``); both encode prompts with
+:func:`encode_prompt`, so they see the same tokens.
 
 :class:`HFBackend` tokenizes every prompt once, sorts the prompts by length so a batch holds prompts of
 similar length (less padding), generates ``batch_size`` prompts at a time with left padding and returns the
@@ -24,7 +25,7 @@ which equals the difference of logits.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
@@ -149,7 +150,7 @@ class HFBackend:
         positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
         output = self.model(**batch, position_ids=positions, use_cache=False, logits_to_keep=1)
         logprobs = torch.log_softmax(output.logits[:, -1].float(), dim=-1)[:, token_ids].tolist()
-        scored = [_scored(sampling.score_tokens, tuple(row)) for row in logprobs]
+        scored = [scored_generation(sampling.score_tokens, tuple(row)) for row in logprobs]
         return [[generation] * sampling.num_samples for generation in scored]
 
     def _generation(self, row: int, new_tokens: torch.Tensor, logprobs: torch.Tensor | None) -> Generation:
@@ -184,8 +185,9 @@ def single_token_ids(tokenizer: PreTrainedTokenizerBase, tokens: Sequence[str]) 
     return ids
 
 
-def _scored(tokens: tuple[str, ...], logprobs: tuple[float, ...]) -> Generation:
-    """The scoring result: the likeliest candidate as text, nothing generated."""
+def scored_generation(tokens: tuple[str, ...], logprobs: tuple[float, ...]) -> Generation:
+    """A scoring result: the candidate tokens' log-probabilities, the likeliest one as text, nothing
+    generated."""
     return Generation(tokens[logprobs.index(max(logprobs))], 0, candidate_logprobs=logprobs)
 
 
@@ -217,30 +219,3 @@ def _generated_length(ids: list[int], eos: int | list[int] | None) -> int:
     """Tokens up to and including the first end token (all of them when there is none)."""
     ends = set(eos if isinstance(eos, list) else [eos])
     return next((i + 1 for i, token in enumerate(ids) if token in ends), len(ids))
-
-
-class FunctionBackend:
-    """Answers every prompt with ``respond(messages)``, counting whitespace-separated words as tokens, and
-    scores ``Sampling.score_tokens`` with ``score(messages, tokens)`` (their log-probabilities).
-
-    For dry runs of a strategy's bookkeeping without a model, and for oracles in tests.
-    """
-
-    name = "function"
-
-    def __init__(
-        self,
-        respond: Callable[[Messages], str],
-        score: Callable[[Messages, tuple[str, ...]], Sequence[float]] | None = None,
-    ) -> None:
-        self.respond, self.score = respond, score
-
-    def generate(self, prompts: Sequence[Messages], sampling: Sampling) -> list[list[Generation]]:
-        if sampling.score_tokens:
-            if self.score is None:
-                raise ValueError("FunctionBackend: Sampling.score_tokens needs a score function")
-            tokens = sampling.score_tokens
-            scored = [_scored(tokens, tuple(map(float, self.score(m, tokens)))) for m in prompts]
-            return [[generation] * sampling.num_samples for generation in scored]
-        texts = [self.respond(messages) for messages in prompts]
-        return [[Generation(text, len(text.split()))] * sampling.num_samples for text in texts]

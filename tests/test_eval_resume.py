@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from evaluation import EvalConfig, run_eval
-from evaluation.toy import build_toy_model, write_toy_benchmark
+from tests.toy_benchmark import build_toy_model, write_toy_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 

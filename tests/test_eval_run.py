@@ -13,12 +13,12 @@ import pytest
 import pytrec_eval
 
 from core.data import DataError
-from core.generation import FunctionBackend
 from core.sources import read_corpus, read_rankllm_requests, read_run_file, read_trec
 from evaluation import EvalConfig, run_eval
 from evaluation.outputs import mean_metrics, per_query_metrics, write_trec_run
-from evaluation.toy import build_toy_model, write_toy_benchmark
 from rankrl.cli import main
+from tests.oracles import FunctionBackend
+from tests.toy_benchmark import build_toy_model, write_toy_benchmark
 
 REAL = Path(__file__).resolve().parents[2] / "shared/data/real"
 MEASURES = {"ndcg_cut_1", "ndcg_cut_5", "ndcg_cut_10", "recall_10", "recall_100", "recip_rank", "map"}

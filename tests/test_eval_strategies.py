@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from core.data import DataError
-from core.generation import FunctionBackend, Generation, Sampling
+from core.generation import Generation, Sampling
 from evaluation.cache import QueryCache
 from evaluation.fusion import fuse, normalize
 from evaluation.significance import paired_tests, randomization_p
@@ -24,6 +24,7 @@ from tasks.rubric import RETRO_USER, RubricTask, retro_definition, retro_message
 from tasks.setwise import SETWISE_USER, SetwiseTask, setwise_messages
 from tasks.sliding_window import SlidingWindow, sliding_windows
 from tasks.strategy import QueryResult, StrategyOptions, rerank_rows
+from tests.oracles import FunctionBackend
 
 LINE = re.compile(r"^\[(\d+)\]\.? (\S+)", re.M)
 

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from core.generation import FunctionBackend, Messages
+from core.generation import Messages
 from core.sources import read_qrels_file, read_rankllm_requests, read_run_file
 from evaluation import EvalConfig, run_eval
 from evaluation.config import DEFAULT_MEASURES
 from evaluation.fusion import append_tail
 from evaluation.outputs import per_query_metrics
+from tests.oracles import FunctionBackend
 
 DL19 = Path(__file__).resolve().parents[2] / "shared/data/real/trec-dl19"
 MEASURES = [*DEFAULT_MEASURES, "ndcg_cut_20", "ndcg_cut_100", "P_10", "P_100"]

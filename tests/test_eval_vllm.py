@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from core.tiny import TinyModelSpec
-from evaluation.toy import build_toy_model, write_toy_benchmark
+from tests.toy_benchmark import build_toy_model, write_toy_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 VLLM_PYTHON = os.environ.get("RANKRL_VLLM_PYTHON")

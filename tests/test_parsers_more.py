@@ -349,7 +349,9 @@ HUGE = [
 
 
 @pytest.mark.parametrize("text", HUGE, ids=range(len(HUGE)))
-def test_megabyte_inputs_are_fast(text):
+def test_megabyte_inputs_do_not_backtrack_catastrophically(text):
+    """Termination, not speed: a parser quadratic in the input would need hours on a megabyte, so a bound
+    of 30 s on a busy 2-core machine only fails on super-linear work (the parsers take milliseconds)."""
     start = time.perf_counter()
     parse_setwise_label(text, 20)
     parse_score_tag(text)
@@ -357,4 +359,4 @@ def test_megabyte_inputs_are_fast(text):
     parse_int_answer(text, require_think=True)
     parse_group_scores(text, 20)
     parse_group_scores(text, require_tags=False)
-    assert time.perf_counter() - start < 1.0
+    assert time.perf_counter() - start < 30.0

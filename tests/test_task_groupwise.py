@@ -17,13 +17,14 @@ from hypothesis import strategies as st
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from core.data import load_dataset_file
-from core.generation import FunctionBackend, HFBackend, Sampling
+from core.generation import HFBackend, Sampling
 from rankrl.cli import main
 from rewards import grouprank_reward
 from tasks import expand_rows, get_task
 from tasks.groupwise import GROUPRANK_SYSTEM, GroupwiseTask, answer_text, label_scores, mean_scores
 from tasks.strategy import StrategyOptions, rerank_rows
 from tasks.toy import make_toy_splits
+from tests.oracles import FunctionBackend
 
 PASSAGE = re.compile(r"^\[(\d+)\]\. (.*)$", re.M)
 

@@ -14,13 +14,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import AutoModelForCausalLM
 
-from core.generation import FunctionBackend, Generation
+from core.generation import Generation
 from rankrl.cli import main
 from rewards.registry import get_reward
 from tasks import expand_rows, get_task
 from tasks.pointwise import ERANK_INSTRUCTION, PointwiseTask, erank_score
 from tasks.pointwise_scoring import Pointwise, pair_example
 from tasks.strategy import StrategyOptions, rerank_rows
+from tests.oracles import FunctionBackend
 
 ERANK_PROMPT = (  # ERank Fig. 5 / HF examples/utils.py, Table 7's BEIR / TREC instruction, one document
     "Given a query and a document, please give a relevance score of 0 to 10. The goal or relevance "

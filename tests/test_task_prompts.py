@@ -18,11 +18,12 @@ import yaml
 from datasets import Dataset
 
 from core.data import write_dataset
-from core.generation import FunctionBackend, Messages
+from core.generation import Messages
 from data_synth.config import SynthConfig
 from data_synth.pipeline import make_plan
 from tasks import TASKS, expand_rows, get_task
 from tasks.strategy import StrategyOptions, rerank_rows
+from tests.oracles import FunctionBackend
 from trainers.grpo import grpo_dataset
 from trainers.sft import sft_dataset
 

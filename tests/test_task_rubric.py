@@ -15,13 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import AutoModelForCausalLM
 
-from core.generation import FunctionBackend, Generation
+from core.generation import Generation
 from rankrl.cli import main
 from rewards.registry import get_reward
 from tasks import get_task
 from tasks.pointwise_scoring import pair_example
 from tasks.rubric import RETRO_USER, RubricTask
 from tasks.strategy import StrategyOptions, rerank_rows
+from tests.oracles import FunctionBackend
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = ["Fleas are wingless insects.", "A flea can live up to a year.", "Dogs bark."]

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import AutoModelForCausalLM
 
-from core.generation import FunctionBackend, Sampling
+from core.generation import Sampling
 from rankrl.cli import main
 from rewards.registry import get_reward
 from rewards.setwise import rank_r1_setwise_reward
@@ -22,6 +22,7 @@ from tasks import expand_rows, get_task
 from tasks.heapsort import SetwiseHeapsort
 from tasks.setwise import R1_SYSTEM_PROMPT, SetwiseTask
 from tasks.strategy import StrategyOptions, rerank_rows
+from tests.oracles import FunctionBackend
 
 RANK_R1_USER = (  # Rank-R1 prompts/prompt_setwise-R1.toml, prompt_user, with three documents filled in
     'Given the query: "how long do fleas live", which of the following documents is most relevant?\n'

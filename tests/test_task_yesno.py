@@ -15,7 +15,7 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from core.generation import FunctionBackend, HFBackend, Sampling, encode_prompt
+from core.generation import HFBackend, Sampling, encode_prompt
 from core.tiny import TinyModelSpec, build_tiny_model
 from rankrl.cli import main
 from rewards import get_reward
@@ -23,6 +23,7 @@ from rewards.registry import RewardError
 from tasks import get_task
 from tasks.strategy import StrategyOptions, rerank_rows
 from tasks.toy import make_toy_splits
+from tests.oracles import FunctionBackend
 
 ROOT = Path(__file__).resolve().parents[1]
 ROW = {

@@ -13,11 +13,11 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from core.generation import encode_prompt
 from core.tiny import build_tiny_model
 from evaluation.runner import load_backend
-from evaluation.toy import SMALL_MODEL
 from evaluation.tts_report import COLUMNS
 from rankrl.cli import main
 from tasks.math import MathTask
 from tasks.setwise import R1_SYSTEM_PROMPT
+from tests.toy_benchmark import SMALL_MODEL
 
 PROBLEMS = [
     {"problem": "Tom has 3 apples and buys 4 more. How many apples?", "answer": "7", "id": "a"},
