@@ -39,7 +39,9 @@ class SynthConfig:
         "same task_args as the training recipe's, so the teacher sees the student's prompt.",
         default_factory=dict,
     )
-    output_dir: str = described("Folder for sft/, rl/ (Parquet + card) and the cache.", "outputs/synth")
+    output_dir: str = described(
+        "Folder for train.parquet (the task's examples), its README.md card and the cache.", "outputs/synth"
+    )
     cache_path: str | None = described("Append-only response cache (default: OUTPUT_DIR/cache.jsonl).")
     beir: str | None = described("BEIR folder (corpus, queries, qrels) to mine.")
     beir_split: str = described("qrels split of the BEIR folder.", "train")

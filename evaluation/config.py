@@ -59,9 +59,6 @@ class EvalConfig(StrategyOptions):
         "Options of the task, the training recipe's task_args (e.g. {max_passage_words: 300}).",
         default_factory=dict,
     )
-    scorer: str = described(
-        "Pointwise: 'erank' (s * p(s), 0-10) or 'retro' (mean of sampled 0-100 scores).", "erank"
-    )
     fusion: str = described(f"Fuse with first-stage scores: one of {', '.join(METHODS)}.", "none")
     fusion_weight: float = described(
         "Weight of the first-stage score in the fusion (Rank-R1 0.1, ERank 0.2).", 0.1

@@ -53,8 +53,12 @@ class Task(Protocol):
     name: ClassVar[str]
     summary: ClassVar[str]
     row_kind: ClassVar[str]
-    default_rewards: ClassVar[tuple[Any, ...]]
     agreement: ClassVar[str]
+
+    @property
+    def default_rewards(self) -> tuple[Any, ...]:
+        """Reward specs (names or ``{name, weight, args}``) a GRPO recipe gets when it names none."""
+        ...
 
     def examples(self, row: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str]: ...
 

@@ -63,7 +63,6 @@ class ListwiseTask:
     name: ClassVar[str] = "listwise"
     summary: ClassVar[str] = "ReasonRank: order n numbered passages, <answer>[3] > [1] > ...</answer>"
     row_kind: ClassVar[str] = "ranking"
-    default_rewards: ClassVar[tuple[Any, ...]] = ("reasonrank",)
     agreement: ClassVar[str] = "first"
 
     def __post_init__(self) -> None:
@@ -91,6 +90,11 @@ class ListwiseTask:
         pieces = (t.format(num="\0", query="\0").split("\0") for t in templates)
         phrases = {piece.rstrip(" ") for parts in pieces for piece in parts if len(piece.strip()) > 1}
         return sorted(phrases) + [f"[{i}]" for i in range(1, max_identifiers + 1)]
+
+    @property
+    def default_rewards(self) -> tuple[Any, ...]:
+        """ReasonRank's multi-view reward, parsing answers with this task's ``answer_mode``."""
+        return ({"name": "reasonrank", "args": {"mode": self.answer_mode}},)
 
     def examples(self, row: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str]:
         """One example per row: its first ``list_size`` candidates and their labels."""

@@ -49,17 +49,22 @@ def parse_args(argv: Sequence[str], training_config_class: type) -> tuple[Script
 
 def setup(script_args: ScriptArguments, training_args: Any) -> tuple[Task, Dataset]:
     """Seed, logging, the recipe's task and its training examples (rows that give none are counted)."""
+    task = setup_task(script_args, training_args)
+    examples = load_examples(task, script_args.dataset, script_args.dataset_split)
+    if script_args.max_train_samples:
+        examples = examples[: script_args.max_train_samples]
+    return task, Dataset.from_list(examples)
+
+
+def setup_task(script_args: ScriptArguments, training_args: Any) -> Task:
+    """Seed, logging and the recipe's task; a recipe without ``dataset`` is a one-line error."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     set_seed(training_args.seed)
     if not script_args.dataset:
         raise RecipeError(
             "recipe: key 'dataset' is not set (a .jsonl/.parquet file, a dataset folder or a Hub id)"
         )
-    task = get_task(script_args.task, **script_args.task_args)
-    examples = load_examples(task, script_args.dataset, script_args.dataset_split)
-    if script_args.max_train_samples:
-        examples = examples[: script_args.max_train_samples]
-    return task, Dataset.from_list(examples)
+    return get_task(script_args.task, **script_args.task_args)
 
 
 def load_examples(task: Task, path: str, split: str = "train") -> list[dict[str, Any]]:
@@ -127,6 +132,7 @@ def train_and_save(trainer: Trainer, script_args: ScriptArguments, task: Task) -
         metrics["eval_ndcg@10"] = final.ndcg
         trainer.log({"eval_ndcg@10": final.ndcg, "eval_repaired": final.repaired})
     trainer.save_metrics("train", metrics)
+    trainer.save_state()  # OUTPUT_DIR/trainer_state.json: the run's whole log history
     return metrics
 
 
