@@ -1,9 +1,10 @@
-"""Loading a model and its tokenizer from ``model_name_or_path``: a Hub id or a local checkpoint.
+"""Loading a model and its tokenizer from ``model_name_or_path``: a Hub id, a local checkpoint or a GGUF file.
 
 One path for everything: the tiny model of tests and ``--smoke`` runs, a full checkpoint and a PEFT
 adapter folder all load here (training, evaluation, synthesis and export), so what a test covers is what a
 user runs. A LoRA stage that starts from an adapter folder writes its starting weights next to its own
-adapter (``trainers.modeling.save_merged_base``, which asks :func:`merged_from`).
+adapter (``trainers.modeling.save_merged_base``, which asks :func:`merged_from`). A ``.gguf`` file is
+imported once into a plain checkpoint next to it (``core.gguf.gguf_checkpoint``) and loaded from there.
 """
 
 from __future__ import annotations
@@ -42,6 +43,19 @@ def check_model_path(model_name_or_path: str | None) -> str:
     return str(path) if path.exists() else model_name_or_path
 
 
+def resolve_model_path(model_name_or_path: str | None) -> str:
+    """What ``from_pretrained`` loads for ``model_name_or_path``.
+
+    A ``.gguf`` file gives its imported checkpoint folder (imported on first use); anything else is checked
+    by :func:`check_model_path`.
+    """
+    if model_name_or_path and model_name_or_path.endswith(".gguf"):
+        from core.gguf import gguf_checkpoint
+
+        return str(gguf_checkpoint(model_name_or_path))
+    return check_model_path(model_name_or_path)
+
+
 def _quantization(model_args: ModelConfig) -> dict:
     """``from_pretrained`` arguments for QLoRA (empty without ``load_in_4bit`` / ``load_in_8bit``)."""
     quantization_config = get_quantization_config(model_args)
@@ -62,7 +76,7 @@ def _is_adapter(path: str) -> bool:
 
 def load_tokenizer(model_args: ModelConfig) -> PreTrainedTokenizerBase:
     """Tokenizer for the policy, with a pad token and left padding for batched generation."""
-    path = check_model_path(model_args.model_name_or_path)
+    path = resolve_model_path(model_args.model_name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, revision=model_args.model_revision)
     except OSError as error:
@@ -74,13 +88,13 @@ def load_tokenizer(model_args: ModelConfig) -> PreTrainedTokenizerBase:
 
 
 def load_model(model_args: ModelConfig) -> PreTrainedModel:
-    """Causal LM from a Hub id, a checkpoint or a PEFT adapter folder (merged onto its base model).
+    """Causal LM from a Hub id, a checkpoint, a GGUF file or a PEFT adapter folder (merged onto its base).
 
     ``load_in_4bit`` / ``load_in_8bit`` load the weights quantized by bitsandbytes (QLoRA: TRL then trains
     LoRA adapters over the frozen quantized model), so they need ``use_peft``. They do not start from an
     adapter folder: merging into 4-bit weights rounds the adapter away, so export it first.
     """
-    path = check_model_path(model_args.model_name_or_path)
+    path = resolve_model_path(model_args.model_name_or_path)
     dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
     kwargs = dict(revision=model_args.model_revision, dtype=dtype or "auto", **_quantization(model_args))
     if model_args.attn_implementation:

@@ -1,5 +1,5 @@
 """The ``rankrl`` command line: ``train`` a recipe (optionally ``--smoke``), the ``demo``, ``doctor``,
-``tasks``, ``synth``, ``eval``, ``tts`` and ``export``.
+``tasks``, ``synth``, ``eval``, ``tts``, ``export`` and ``import-gguf``.
 
 ``rankrl train RECIPE`` runs the recipe's stage in this process on one device; on a machine with several
 GPUs it re-executes itself under ``accelerate launch`` with the accelerate config the recipe names
@@ -167,6 +167,14 @@ def export(args: argparse.Namespace) -> None:
     print(f"merged checkpoint written to {output}")
 
 
+def import_gguf(args: argparse.Namespace) -> None:
+    """Write a GGUF file (llama.cpp) as a plain safetensors checkpoint (core.gguf)."""
+    from core.gguf import import_gguf as write_checkpoint
+
+    output = write_checkpoint(args.file, args.output, dtype=args.dtype, overwrite=args.overwrite)
+    print(f"checkpoint written to {output}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``rankrl`` argument parser with its subcommands."""
     parser = argparse.ArgumentParser(
@@ -216,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export_parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     export_parser.set_defaults(handler=export)
+    gguf_parser = commands.add_parser("import-gguf", help="write a GGUF model file as a plain checkpoint")
+    gguf_parser.add_argument("file", help="the .gguf file, e.g. SmolLM2-135M-Instruct.Q4_1.gguf")
+    gguf_parser.add_argument("output", help="folder for the checkpoint (safetensors, config, tokenizer)")
+    gguf_parser.add_argument("--dtype", default="float32", help="weights dtype: float32, bfloat16, float16")
+    gguf_parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    gguf_parser.set_defaults(handler=import_gguf)
     return parser
 
 

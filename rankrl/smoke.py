@@ -92,6 +92,8 @@ def smoke_overrides(stage: str, workspace: ToyWorkspace, output_dir: Path) -> di
             max_completion_length=32,
             generation_backend="hf",
         )
+    elif stage == "score":
+        overrides.update(max_length=512)
     else:
         overrides.update(max_length=512, packing=False)
     return overrides

@@ -4,8 +4,14 @@ Every run goes through the real command line as a subprocess, ``python -m rankrl
 recipes/accelerate/cpu_<x>.yaml key=value ...``, which re-executes itself under ``accelerate launch`` with 2
 processes over gloo (a MULTI_GPU config: MULTI_CPU runs one process without mpirun). Each run must exit 0,
 must have run 2 processes (the Trainer's "Total train batch size" is per-device batch x world size) and must
-save a checkpoint that reloads in this (fresh) process. The invariance test compares the first step of a
-2-process DDP run with a 1-process run of the same global batch, like TRL's invariant tests.
+save a checkpoint that reloads in this (fresh) process and whose weights moved from the tiny model's. The
+invariance test compares the first step of a 2-process DDP run with a 1-process run of the same global batch,
+like TRL's invariant tests; the ZeRO-3 test compares ZeRO-3's gathered save with DDP's after the same steps.
+
+GRPO (arXiv:2402.03300, Sec. 4.1) only updates when a group's rewards differ: its advantage is the reward
+minus the group mean, over the group std. The demo recipe's reward gives the untrained tiny model's malformed
+answers -1 throughout, so every GRPO run adds ``tests.recording_rewards:text_length``, which varies on any
+text.
 
 DeepSpeed's ops JIT-compile on first use (~35 s on 2 cores); ``TORCH_EXTENSIONS_DIR`` points at a persistent
 cache outside the repository (or the caller's, if set), so that cost is paid once per machine.
@@ -21,34 +27,37 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
+from core.recipe import read_yaml
 from rankrl.smoke import prepare_toy_workspace
 from tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT_S = 300
 PER_DEVICE_BATCH = 2
+MAX_STEPS = 2
+LEARNING_RATE = 1e-2
 # DeepSpeed's CPU ops (deepspeed_shm_comm) compile on first use (~35 s on 2 cores): keep them across sessions,
 # outside the repository. A TORCH_EXTENSIONS_DIR set by the caller wins.
 CACHE_HOME = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
 EXTENSIONS_DIR = CACHE_HOME / "rankrl" / "torch_extensions"
 pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
 
+LORA = {"use_peft": True, "lora_r": 4, "lora_alpha": 8}
+# The last step's checkpoint keeps trainer_state.json, whose log_history has every step's metrics.
+LOGGED = {"save_strategy": "steps", "save_steps": MAX_STEPS, "save_only_model": True}
 # (stage, launch config, extra overrides): the fewest runs that cover the matrix.
 RUNS = {
-    "sft-ddp": ("sft", "cpu_ddp2", {}),
-    "sft-zero2-lora": ("sft", "cpu_zero2", {"use_peft": True, "lora_r": 4, "lora_alpha": 8}),
+    "sft-ddp": ("sft", "cpu_ddp2", LOGGED),
+    "sft-zero2-lora": ("sft", "cpu_zero2", LORA),
     "sft-zero3": ("sft", "cpu_zero3", {}),
-    "grpo-ddp": ("grpo", "cpu_ddp2", {}),
-    "grpo-zero2-lora": (
-        "grpo",
-        "cpu_zero2",
-        # a reward that varies on any text, so the advantages are not all zero and the adapter trains
-        {"use_peft": True, "lora_r": 4, "lora_alpha": 8, "rewards": ["tests.recording_rewards:text_length"]},
-    ),
-    "grpo-zero3": ("grpo", "cpu_zero3", {}),
+    "grpo-ddp": ("grpo", "cpu_ddp2", LOGGED),
+    "grpo-zero2-lora": ("grpo", "cpu_zero2", {**LORA, **LOGGED}),
+    "grpo-zero3": ("grpo", "cpu_zero3", LOGGED),
 }
+GRPO_REWARDS = [*read_yaml(ROOT / "recipes/demo/grpo.yaml")["rewards"], "tests.recording_rewards:text_length"]
 
 
 def _env(extensions_dir: Path) -> dict[str, str]:
@@ -68,9 +77,9 @@ def _overrides(workspace, output_dir: Path, stage: str, **extra) -> list[str]:
         "dataset": str(workspace.train_path),
         "eval_dataset": None,
         "output_dir": str(output_dir),
-        "max_steps": 2,
+        "max_steps": MAX_STEPS,
         "per_device_train_batch_size": PER_DEVICE_BATCH,
-        "learning_rate": 1e-2,
+        "learning_rate": LEARNING_RATE,
         "use_cpu": True,
         "bf16": False,
         "report_to": "none",
@@ -82,14 +91,14 @@ def _overrides(workspace, output_dir: Path, stage: str, **extra) -> list[str]:
     }
     if stage == "grpo":
         # generation batch = per-device batch x 2 processes = 4 completions: 2 prompts x 2 generations
-        values.update(num_generations=2, max_completion_length=16)
+        values.update(num_generations=2, max_completion_length=16, rewards=GRPO_REWARDS)
     values.update(extra)
     return [f"{key}={_yaml(value)}" for key, value in values.items()]
 
 
 def _yaml(value: object) -> str:
-    """A value as a YAML scalar for ``key=value``: strings quoted, None as null."""
-    return json.dumps(value) if value is None or isinstance(value, str) else str(value)
+    """A value as YAML for ``key=value``: JSON (strings quoted, None as null, lists and mappings inline)."""
+    return json.dumps(value)
 
 
 def _train(stage: str, overrides: list[str], env: dict[str, str], launch: str | None) -> str:
@@ -124,11 +133,16 @@ def _total_batch(output: str) -> int:
     return int(lines[-1].rsplit("=", 1)[1])
 
 
-def _first_step(output_dir: Path) -> dict[str, float]:
-    """Step 1's log entry from the last checkpoint's ``trainer_state.json`` (which logs every step)."""
+def _steps(output_dir: Path) -> list[dict[str, float]]:
+    """Every step's log entry from the last checkpoint's ``trainer_state.json`` (``logging_steps=1``)."""
     checkpoint = max(output_dir.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
     state = json.loads((checkpoint / "trainer_state.json").read_text())
-    return next(entry for entry in state["log_history"] if entry.get("step") == 1 and "loss" in entry)
+    return [entry for entry in state["log_history"] if "loss" in entry]
+
+
+def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a saved model's ``model.safetensors``, as written (no loading through transformers)."""
+    return load_file(model_dir / "model.safetensors")
 
 
 @pytest.fixture(scope="module")
@@ -151,8 +165,6 @@ def runs(workspace, env, tmp_path_factory):
         if name not in done:
             stage, launch, extra = RUNS[name]
             output_dir = tmp_path_factory.mktemp(name)
-            if name == "sft-ddp":  # also the invariance test's 2-process run: keep the first step's state
-                extra = {**extra, "save_strategy": "steps", "save_steps": 2, "save_only_model": True}
             overrides = _overrides(workspace, output_dir, stage, **extra)
             done[name] = output_dir, _train(stage, overrides, env, launch)
         return done[name]
@@ -162,16 +174,53 @@ def runs(workspace, env, tmp_path_factory):
 
 @pytest.mark.parametrize("name", [name for name, (_, _, extra) in RUNS.items() if not extra.get("use_peft")])
 def test_two_processes_train_and_save_a_checkpoint_that_reloads(name, runs, workspace):
+    """Every saved tensor is whole (ZeRO-3 without gathering on save writes empty ones) and moved, by at
+    most 1.5 x steps x lr: Adam moves an element by about lr a step at most (observed: 2 lr in GRPO, 1.5 lr
+    in SFT)."""
     output_dir, output = runs(name)
     assert _total_batch(output) == 2 * PER_DEVICE_BATCH, "only one process ran"
-    base = AutoModelForCausalLM.from_pretrained(workspace.model_dir).state_dict()
+    base, saved = _weights(workspace.model_dir), _weights(output_dir)
+    assert saved.keys() == base.keys()
+    assert {key: saved[key].shape for key in base} == {key: base[key].shape for key in base}
+    assert all(torch.isfinite(saved[key]).all() for key in base)
+    moved = {key: (saved[key] - base[key]).abs().max().item() for key in base}
+    assert [key for key, change in moved.items() if change == 0] == [], "these saved tensors never moved"
+    assert max(moved.values()) <= 1.5 * MAX_STEPS * LEARNING_RATE, "moved further than the optimizer steps"
     reloaded = AutoModelForCausalLM.from_pretrained(output_dir).state_dict()
-    assert reloaded.keys() == base.keys()
-    # ZeRO-3 without gathering on save writes empty tensors; an unsaved model equals the base one.
-    assert all(reloaded[key].shape == base[key].shape for key in base)
-    assert all(torch.isfinite(reloaded[key]).all() for key in base)
-    if RUNS[name][0] == "sft":  # GRPO's 2 steps may see equal rewards, zero advantages, no update
-        assert any(not torch.equal(reloaded[key], base[key]) for key in base), "the saved weights never moved"
+    assert all(torch.equal(reloaded[key], saved[key]) for key in saved), "transformers loads other weights"
+
+
+def test_sft_loss_falls_between_the_first_and_the_last_step(runs):
+    """On the untrained tiny model one step of lr 1e-2 cuts the SFT loss by a third (observed 7.95 -> 4.96);
+    with the weights held, the next batch's loss stays within a few percent of the first's."""
+    steps = _steps(runs("sft-ddp")[0])
+    assert steps[-1]["loss"] < 0.8 * steps[0]["loss"], f"the loss did not fall: {steps}"
+
+
+@pytest.mark.parametrize("name", [name for name, (stage, _, _) in RUNS.items() if stage == "grpo"])
+def test_grpo_steps_see_groups_with_different_rewards_and_update(name, runs):
+    """Each step has a group whose rewards differ (TRL logs the share of groups with zero std), so the
+    advantages and the policy gradient are not zero."""
+    output_dir, _ = runs(name)
+    steps = _steps(output_dir)
+    assert [entry["step"] for entry in steps] == list(range(1, MAX_STEPS + 1))
+    assert all(entry["frac_reward_zero_std"] < 1 for entry in steps), f"a step's groups all had equal rewards: {steps}"
+    assert all(entry["grad_norm"] > 0 for entry in steps), f"a step had no gradient: {steps}"
+
+
+@pytest.mark.parametrize("stage", ["sft", "grpo"])
+def test_zero3_saves_the_weights_ddp_trains(stage, runs):
+    """Same seed, same global batch, same steps: ZeRO-3's gathered save equals DDP's up to summation order.
+
+    Tolerance lr / 10 per element: the two reduce gradients in a different order (reduce-scatter of fp32
+    partitions vs allreduce), and Adam divides by sqrt(v), so an element with a near-zero gradient can move
+    a few ulps of the gradient into a visible fraction of lr (observed: 4e-5 at most, lr = 1e-2). A save of
+    the starting weights, of another rank's partition or of a run that diverged is off by about lr or more.
+    """
+    ddp, zero3 = (_weights(runs(f"{stage}-{kind}")[0]) for kind in ("ddp", "zero3"))
+    assert zero3.keys() == ddp.keys()
+    for key in ddp:
+        torch.testing.assert_close(zero3[key], ddp[key], rtol=0, atol=LEARNING_RATE / 10, msg=key)
 
 
 @pytest.mark.parametrize("name", ["sft-zero2-lora", "grpo-zero2-lora"])
@@ -184,7 +233,7 @@ def test_lora_under_zero2_saves_an_adapter_that_peft_loads(name, runs, workspace
     base = AutoModelForCausalLM.from_pretrained(workspace.model_dir)
     adapted = PeftModel.from_pretrained(base, output_dir)
     lora_b = [param for key, param in adapted.named_parameters() if "lora_B" in key]
-    assert lora_b and any(param.abs().sum() > 0 for param in lora_b), "lora_B is still all zeros"
+    assert lora_b and all(param.abs().sum() > 0 for param in lora_b), "a lora_B is still all zeros"
 
 
 def test_first_step_of_two_processes_equals_one_process_with_the_same_global_batch(
@@ -208,6 +257,6 @@ def test_first_step_of_two_processes_equals_one_process_with_the_same_global_bat
     overrides.append(f"per_device_train_batch_size={2 * PER_DEVICE_BATCH}")
     output = _train("sft", overrides, env, launch=None)
     assert _total_batch(output) == 2 * PER_DEVICE_BATCH
-    two, one = _first_step(two_dir), _first_step(one_dir)
+    two, one = _steps(two_dir)[0], _steps(one_dir)[0]
     assert two["loss"] == pytest.approx(one["loss"], rel=1e-5, abs=0)
     assert two["grad_norm"] == pytest.approx(one["grad_norm"], rel=1e-5, abs=0)

@@ -13,7 +13,7 @@ from typing import Any
 
 from core.recipe import RecipeError, build_configs, recipe_help
 
-STAGES = {"sft": "trainers.sft", "grpo": "trainers.grpo"}  # stage -> entry module
+STAGES = {"sft": "trainers.sft", "grpo": "trainers.grpo", "score": "trainers.score"}  # stage -> entry module
 
 REPLACED_KEYS = {  # TRL keys that rankrl sets itself from another recipe key
     "reward_weights": "set each reward's 'weight' in 'rewards' instead",
@@ -136,6 +136,10 @@ def stage_config_types(stage: str) -> tuple[type, ...]:
 
     if stage not in STAGES:
         raise RecipeError(f"key 'stage' is {stage!r}; expected one of {', '.join(STAGES)}")
+    if stage == "score":
+        from trainers.score import ScoreConfig
+
+        return (ScriptArguments, ScoreConfig, ModelConfig)
     return (ScriptArguments, GRPOConfig if stage == "grpo" else SFTConfig, ModelConfig)
 
 
