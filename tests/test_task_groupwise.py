@@ -7,18 +7,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from pathlib import Path
 
 import pytest
-import torch
-import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from core.data import load_dataset_file
-from core.generation import HFBackend, Sampling
-from rankrl.cli import main
+from core.generation import Sampling
 from rewards import grouprank_reward
 from tasks import expand_rows, get_task
 from tasks.groupwise import GROUPRANK_SYSTEM, GroupwiseTask, answer_text, label_scores, mean_scores
@@ -312,70 +306,3 @@ def test_toy_rows_give_examples_whose_targets_score_them():
     assert dropped == {} and len(examples) == 16
     parsed = [GroupwiseTask().parse(e, GroupwiseTask().target(e)) for e in examples]
     assert all(p.ok and json.dumps(p.value) for p in parsed)
-
-
-# --- training through `rankrl train --smoke` ------------------------------------------------------------
-
-DEMO = Path(__file__).resolve().parents[1] / "recipes" / "demo"
-
-
-def _groupwise_recipe(folder: Path, stage: str) -> Path:
-    """The demo recipe of ``stage`` training the groupwise task with its default reward."""
-    config = {**yaml.safe_load((DEMO / f"{stage}.yaml").read_text()), "task": "groupwise", "task_args": {}}
-    config.pop("rewards", None)
-    path = folder / f"groupwise_{stage}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def _weights(folder: Path) -> dict[str, torch.Tensor]:
-    return AutoModelForCausalLM.from_pretrained(folder).state_dict()
-
-
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    """SFT then GRPO of the tiny model on groupwise toy examples through the CLI's ``--smoke`` path."""
-    folder = tmp_path_factory.mktemp("groupwise")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("RANKRL_SMOKE_DIR", str(folder / "smoke"))
-    patch.setenv("HF_HUB_OFFLINE", "1")
-    sft_dir, grpo_dir = folder / "smoke/groupwise_sft/sft", folder / "smoke/groupwise_grpo/grpo"
-    try:
-        main(
-            [
-                "train",
-                str(_groupwise_recipe(folder, "sft")),
-                "--smoke",
-                "max_steps=40",
-                "per_device_train_batch_size=16",
-            ]
-        )
-        grpo_overrides = [f"model_name_or_path={sft_dir}", "max_completion_length=72", "num_generations=4"]
-        grpo_overrides += ["per_device_train_batch_size=8", "temperature=1.0"]
-        main(["train", str(_groupwise_recipe(folder, "grpo")), "--smoke", *grpo_overrides])
-    finally:
-        patch.undo()
-    return folder / "smoke/groupwise_sft/assets", sft_dir, grpo_dir
-
-
-@pytest.mark.slow
-def test_sft_smoke_learns_grouprank_answers_and_moves_every_matrix(smoke):
-    assets, sft_dir, _ = smoke
-    initial, trained = _weights(assets / "tiny-model"), _weights(sft_dir)
-    matrices = [name for name, tensor in initial.items() if tensor.ndim == 2]
-    assert matrices and all(not torch.equal(initial[name], trained[name]) for name in matrices)
-    task = GroupwiseTask()
-    examples, _ = expand_rows(task, load_dataset_file(str(assets / "data/heldout.jsonl")).to_list())
-    backend = HFBackend(AutoModelForCausalLM.from_pretrained(sft_dir), AutoTokenizer.from_pretrained(sft_dir))
-    answers = backend.generate([task.prompt(e) for e in examples], Sampling(max_new_tokens=72))
-    parsed = [task.parse(e, samples[0].text) for e, samples in zip(examples, answers, strict=True)]
-    assert sum(p.ok for p in parsed) >= len(parsed) / 2
-
-
-@pytest.mark.slow
-def test_grpo_smoke_with_the_grouprank_reward_moves_the_weights(smoke):
-    _, sft_dir, grpo_dir = smoke
-    before, after = _weights(sft_dir), _weights(grpo_dir)
-    assert any(not torch.equal(before[name], after[name]) for name in before)
-    metrics = json.loads((grpo_dir / "train_results.json").read_text())
-    assert metrics["epoch"] > 0 and "eval_ndcg@10" in metrics

@@ -1,6 +1,6 @@
 """The math task on hand-made outputs: prompt, target, parser (junk never raises), answer equivalence under
-math-verify and its fallback, the time bound on math-verify, majority voting, synthesis checks, toy problems,
-and SFT / GRPO smoke runs through ``rankrl train --smoke``."""
+math-verify and its fallback, the time bound on math-verify, majority voting, synthesis checks, toy problems
+(training: tests/test_task_training.py)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import torch
-from transformers import AutoModelForCausalLM
 
 import tasks.answers
-from core.recipe import read_yaml
-from rankrl.cli import main
-from rankrl.smoke import prepare_toy_workspace, smoke_overrides
 from rewards import get_reward, resolve_rewards
 from tasks import get_task
 from tasks.answers import MathVerifyWorker, answers_match, canonical, read_answer
@@ -25,8 +20,6 @@ from tasks.math import MATH_USER, MathTask
 from tasks.setwise import R1_SYSTEM_PROMPT
 from tasks.voting import majority_vote, weighted_vote
 from tests.test_rewards_more import fuzz_strings
-from trainers import grpo
-from trainers.configs import build_stage_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 GSM8K_ANSWER = (
@@ -276,40 +269,3 @@ def test_read_answer_never_raises_on_fuzz():
     for text in fuzz_strings(200, seed=11):
         answer, reason = read_answer(text)
         assert bool(answer) != bool(reason)
-
-
-# --- training smoke runs ------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def smoke_dir(tmp_path, monkeypatch):
-    monkeypatch.chdir(ROOT)
-    monkeypatch.setenv("RANKRL_SMOKE_DIR", str(tmp_path))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("WANDB_MODE", "disabled")
-    return tmp_path
-
-
-def _weights_changed(output_dir: Path) -> bool:
-    """Whether the checkpoint in ``output_dir`` differs from the tiny model of its smoke workspace."""
-    tiny = AutoModelForCausalLM.from_pretrained(output_dir.parent / "assets" / "tiny-model").state_dict()
-    trained = AutoModelForCausalLM.from_pretrained(output_dir).state_dict()
-    return any(not torch.equal(tiny[name], trained[name]) for name in tiny)
-
-
-def test_sft_smoke_trains_on_toy_math(smoke_dir):
-    main(["train", "recipes/demo/sft.yaml", "--smoke", "task=math", "task_args={}"])
-    assert _weights_changed(smoke_dir / "sft" / "sft")
-
-
-def test_grpo_smoke_trains_on_toy_math_with_the_answer_reward(smoke_dir):
-    workspace = prepare_toy_workspace(smoke_dir / "assets", MathTask(), num_train=64, num_heldout=8)
-    output_dir = smoke_dir / "grpo"
-    recipe = read_yaml(ROOT / "recipes/demo/grpo.yaml")
-    config = {**recipe, **smoke_overrides("grpo", workspace, output_dir), "task": "math", "task_args": {}}
-    text_length = "tests.recording_rewards:text_length"  # varies on any text, so GRPO always moves
-    config["rewards"] = ["answer_match", text_length]
-    trainer = grpo.main(*build_stage_configs(config, "grpo.yaml"))
-    logged = [entry for entry in trainer.state.log_history if "rewards/answer_match/mean" in entry]
-    assert len(logged) == 2 and all(0.0 <= entry["rewards/answer_match/mean"] <= 1.0 for entry in logged)
-    assert _weights_changed(output_dir)

@@ -1,6 +1,6 @@
 """Tests of the pointwise task (ERank): prompt, target, parser and reward on hand-made examples in ERank's
 format, one example per (query, document), s·p(s) from token log-probabilities, and the pointwise strategy
-through the task's own prompts; SFT and GRPO through ``rankrl train --smoke``."""
+through the task's own prompts."""
 
 from __future__ import annotations
 
@@ -9,13 +9,10 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from transformers import AutoModelForCausalLM
 
 from core.generation import Generation
-from rankrl.cli import main
 from rewards.registry import get_reward
 from tasks import expand_rows, get_task
 from tasks.pointwise import ERANK_INSTRUCTION, PointwiseTask, erank_score
@@ -247,53 +244,3 @@ def test_template_phrases_are_constant_pieces_of_the_prompt():
     assert len(phrases) == 3 and all(phrase in rendered for phrase in phrases)
     assert any("Be strict." in phrase for phrase in phrases)
     assert not any("flea" in phrase for phrase in phrases)
-
-
-# --- training through `rankrl train --smoke` ----------------------------------------------------------------
-
-
-def _weights(folder: Path) -> dict[str, torch.Tensor]:
-    return AutoModelForCausalLM.from_pretrained(folder).state_dict()
-
-
-def _changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> list[str]:
-    return [name for name, tensor in after.items() if not torch.equal(tensor, before[name])]
-
-
-POINTWISE = ["task=pointwise", "task_args={negatives_per_query: 1}"]
-
-
-@pytest.fixture(scope="module")
-def smoke_dir(tmp_path_factory):
-    """Smoke runs of the demo recipes switched to the pointwise task (rewards: the task's ``erank_rr``, the
-    two documents of a query kept in one batch)."""
-    folder = tmp_path_factory.mktemp("smoke")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(ROOT)
-        patch.setenv("RANKRL_SMOKE_DIR", str(folder))
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        main(["train", "recipes/demo/sft.yaml", "--smoke", *POINTWISE, "max_steps=30", "learning_rate=3e-3"])
-        overrides = [f"model_name_or_path={folder / 'sft' / 'sft'}", "rewards=[]", "group_by_query=true"]
-        main(
-            [
-                "train",
-                "recipes/demo/grpo.yaml",
-                "--smoke",
-                *POINTWISE,
-                *overrides,
-                "num_generations=4",
-                "per_device_train_batch_size=8",
-            ]
-        )
-    return folder
-
-
-def test_pointwise_sft_smoke_run_trains_every_weight(smoke_dir):
-    before, after = _weights(smoke_dir / "sft" / "assets" / "tiny-model"), _weights(smoke_dir / "sft" / "sft")
-    assert len(_changed(before, after)) == len(after)
-
-
-def test_pointwise_grpo_smoke_run_moves_the_sft_model(smoke_dir):
-    output = smoke_dir / "grpo" / "grpo"
-    assert _changed(_weights(smoke_dir / "sft" / "sft"), _weights(output))
-    assert json.loads((output / "train_results.json").read_text())["epoch"] > 0

@@ -1,6 +1,6 @@
 """Tests of the rubric task (Retro*): prompt, target, parser and reward on hand-made examples in Retro*'s
 format, mean-score@K with failed parses as 0, the multi-pass ``100@1 -> 30@16`` order on an oracle, and the
-strategy's prompts; SFT and GRPO through ``rankrl train --smoke``."""
+strategy's prompts."""
 
 from __future__ import annotations
 
@@ -10,13 +10,10 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from transformers import AutoModelForCausalLM
 
 from core.generation import Generation
-from rankrl.cli import main
 from rewards.registry import get_reward
 from tasks import get_task
 from tasks.pointwise_scoring import pair_example
@@ -228,53 +225,3 @@ def test_template_phrases_are_constant_pieces_of_the_prompt():
     assert len(phrases) == 3 and all(phrase in rendered for phrase in phrases)
     assert any("Helps a vet." in phrase for phrase in phrases)
     assert not any("flea" in phrase for phrase in phrases)
-
-
-# --- training through `rankrl train --smoke` ----------------------------------------------------------------
-
-
-def _weights(folder: Path) -> dict[str, torch.Tensor]:
-    return AutoModelForCausalLM.from_pretrained(folder).state_dict()
-
-
-def _changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> list[str]:
-    return [name for name, tensor in after.items() if not torch.equal(tensor, before[name])]
-
-
-RUBRIC = ["task=rubric", "task_args={}"]
-
-
-@pytest.fixture(scope="module")
-def smoke_dir(tmp_path_factory):
-    """Smoke runs of the demo recipes switched to the rubric task (rewards: the task's ``retro_composite``,
-    whose inter-document part needs a query's positive and negative in one batch: ``group_by_query``)."""
-    folder = tmp_path_factory.mktemp("smoke")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(ROOT)
-        patch.setenv("RANKRL_SMOKE_DIR", str(folder))
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        main(["train", "recipes/demo/sft.yaml", "--smoke", *RUBRIC, "max_steps=30", "learning_rate=3e-3"])
-        overrides = [f"model_name_or_path={folder / 'sft' / 'sft'}", "rewards=[]", "group_by_query=true"]
-        main(
-            [
-                "train",
-                "recipes/demo/grpo.yaml",
-                "--smoke",
-                *RUBRIC,
-                *overrides,
-                "num_generations=4",
-                "per_device_train_batch_size=8",
-            ]
-        )
-    return folder
-
-
-def test_rubric_sft_smoke_run_trains_every_weight(smoke_dir):
-    before, after = _weights(smoke_dir / "sft" / "assets" / "tiny-model"), _weights(smoke_dir / "sft" / "sft")
-    assert len(_changed(before, after)) == len(after)
-
-
-def test_rubric_grpo_smoke_run_moves_the_sft_model(smoke_dir):
-    output = smoke_dir / "grpo" / "grpo"
-    assert _changed(_weights(smoke_dir / "sft" / "sft"), _weights(output))
-    assert json.loads((output / "train_results.json").read_text())["epoch"] > 0

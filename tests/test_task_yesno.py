@@ -1,7 +1,7 @@
 """Tests for the yes/no relevance-judgement task (tasks.yesno), its reward (rewards.yesno) and next-token
 scoring in core.generation: the released Qwen3-Reranker and ProRank prompts render exactly, targets, the
 never-raising parser and the reward follow the label, HFBackend's scores equal a manual forward pass's logit
-difference, the strategy sorts by it, and SFT / GRPO run through ``rankrl train --smoke``."""
+difference, the strategy sorts by it."""
 
 from __future__ import annotations
 
@@ -12,12 +12,10 @@ from pathlib import Path
 import huggingface_hub
 import pytest
 import torch
-import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from core.generation import HFBackend, Sampling, encode_prompt
 from core.tiny import TinyModelSpec, build_tiny_model
-from rankrl.cli import main
 from rewards import get_reward
 from rewards.registry import RewardError
 from tasks import get_task
@@ -324,40 +322,3 @@ def test_strategy_scores_only_the_first_depth_and_refuses_several_stages():
     with pytest.raises(ValueError, match="one 'depth@1'"):
         task.strategy(StrategyOptions(stages="100@1,30@16"))
     assert task.strategy(StrategyOptions()).sampling.score_tokens == ("yes", "no")
-
-
-# --- training through `rankrl train --smoke` ----------------------------------------------------------------
-
-
-def _recipe(tmp_path: Path, stage: str) -> str:
-    recipe = yaml.safe_load((ROOT / "recipes" / "demo" / f"{stage}.yaml").read_text())
-    recipe.update(task="yesno", task_args={})
-    recipe.pop("rewards", None)  # the task's default_rewards: yesno_match
-    path = tmp_path / f"yesno_{stage}.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return str(path)
-
-
-def _weights(path: Path) -> dict[str, torch.Tensor]:
-    return AutoModelForCausalLM.from_pretrained(path).state_dict()
-
-
-@pytest.mark.slow
-def test_sft_and_grpo_smoke_runs_train_the_judgement(tmp_path, monkeypatch):
-    monkeypatch.chdir(ROOT)
-    monkeypatch.setenv("RANKRL_SMOKE_DIR", str(tmp_path / "smoke"))
-    monkeypatch.setenv("WANDB_MODE", "disabled")
-    main(["train", _recipe(tmp_path, "sft"), "--smoke", "max_steps=40", "per_device_train_batch_size=16"])
-    sft_dir = tmp_path / "smoke" / "yesno_sft" / "sft"
-    initial = _weights(tmp_path / "smoke" / "yesno_sft" / "assets" / "tiny-model")
-    trained = _weights(sft_dir)
-    assert all(not torch.equal(initial[name], trained[name]) for name, t in initial.items() if t.ndim == 2)
-    sft_metrics = json.loads((sft_dir / "train_results.json").read_text())
-    assert sft_metrics["train_loss"] < 2.0 and 0.0 < sft_metrics["eval_ndcg@10"] <= 1.0
-
-    grpo = ["max_steps=3", "num_generations=4", "per_device_train_batch_size=8", "temperature=1.0"]
-    main(["train", _recipe(tmp_path, "grpo"), "--smoke", f"model_name_or_path={sft_dir}", *grpo])
-    grpo_dir = tmp_path / "smoke" / "yesno_grpo" / "grpo"
-    after = _weights(grpo_dir)
-    assert any(not torch.equal(trained[name], after[name]) for name in trained)
-    assert "eval_ndcg@10" in json.loads((grpo_dir / "train_results.json").read_text())
