@@ -59,7 +59,7 @@ def load_backend(
     import torch
     from trl import ModelConfig
 
-    from core.models import check_model_path, load_model, load_tokenizer
+    from core.models import load_model, load_tokenizer, resolve_model_path
 
     if engine not in ENGINES:
         raise ValueError(f"engine {engine!r}: expected one of {', '.join(ENGINES)}")
@@ -71,7 +71,7 @@ def load_backend(
     if has_vllm and engine != "hf":
         from evaluation.vllm_backend import VLLMBackend
 
-        return VLLMBackend(check_model_path(model), dtype=dtype, seed=seed)
+        return VLLMBackend(resolve_model_path(model), dtype=dtype, seed=seed)
     model_args = ModelConfig(model_name_or_path=model, dtype=dtype)
     hf_model, tokenizer = load_model(model_args), load_tokenizer(model_args)
     if torch.cuda.is_available():

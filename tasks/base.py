@@ -32,7 +32,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+from core.data import labels_to_qrels
 from core.generation import Messages
+from tasks.toy import make_toy_splits
 
 
 @dataclass(frozen=True)
@@ -118,3 +120,45 @@ def expand_rows(
 def assistant_turn(messages: Messages, text: str) -> Messages:
     """``messages`` followed by the assistant's ``text`` (an SFT conversation)."""
     return [*messages, {"role": "assistant", "content": text.strip()}]
+
+
+def labelled_split(
+    row: Mapping[str, Any], positives: int, negatives: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
+    """The row's first ``positives`` relevant candidates (grade > 0), its first ``negatives`` others (the
+    hardest, in first-stage order) and ``""``; or two empty lists and the reason the row gives no example:
+    ``no_positive``, or ``no_negative`` when negatives are asked for (Rank-R1, ERank and Retro* all pair
+    labelled positives with the first-stage's unlabelled candidates)."""
+    grades = labels_to_qrels(row.get("labels") or [])
+    relevant = [c for c in row["candidates"] if grades.get(c["doc_id"], 0) > 0]
+    others = [c for c in row["candidates"] if grades.get(c["doc_id"], 0) <= 0]
+    if not relevant:
+        return [], [], "no_positive"
+    if negatives and not others:
+        return [], [], "no_negative"
+    return relevant[:positives], others[:negatives], ""
+
+
+def check_at_least_one(task: Any, *options: str) -> None:
+    """A one-line ``ValueError`` for the first of ``task``'s ``options`` below 1."""
+    for option in options:
+        if getattr(task, option) < 1:
+            raise ValueError(f"task_args: {task.name} {option} must be >= 1, got {getattr(task, option)}")
+
+
+class RankingTask:
+    """What the reranking tasks share: they read ranking rows, train on the toy ranking corpus in smoke runs
+    and keep a teacher's whole answer as the SFT target (a task with more to keep overrides
+    :meth:`teacher_example`)."""
+
+    row_kind: ClassVar[str] = "ranking"
+
+    def teacher_example(
+        self, example: Mapping[str, Any], text: str, value: Any, values: Sequence[Any]
+    ) -> dict[str, Any]:
+        """The example with the teacher's answer as its SFT target."""
+        return {**example, "completion": text.strip()}
+
+    def toy_splits(self, num_train: int, num_heldout: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
+        """Toy ranking rows (:mod:`tasks.toy`) for training and held-out queries."""
+        return make_toy_splits(num_train, num_heldout, seed=seed)

@@ -35,10 +35,9 @@ from typing import Any, ClassVar
 
 from core.data import labels_to_qrels
 from core.generation import Messages, Sampling
-from tasks.base import Parsed
+from tasks.base import Parsed, RankingTask
 from tasks.parsers_scores import parse_group_scores
 from tasks.strategy import StrategyOptions, passage_text
-from tasks.toy import make_toy_splits
 
 MAX_SCORE = 10  # GroupRank's 0-10 scale
 INFERENCE_SAMPLING = Sampling(max_new_tokens=8000, temperature=0.3, top_p=0.8)  # rerank_groupwise.py
@@ -134,7 +133,7 @@ def answer_text(scores: Sequence[int], reason: str = " ") -> str:
 
 
 @dataclass(frozen=True)
-class GroupwiseTask:
+class GroupwiseTask(RankingTask):
     """GroupRank's groupwise scoring: examples, prompt, target, parser, reward columns, strategy."""
 
     list_size: int = 20
@@ -144,7 +143,6 @@ class GroupwiseTask:
 
     name: ClassVar[str] = "groupwise"
     summary: ClassVar[str] = 'GroupRank: score a group of documents 0-10 as JSON, {"[1]": 7, "[2]": 0, ...}'
-    row_kind: ClassVar[str] = "ranking"
     default_rewards: ClassVar[tuple[Any, ...]] = ("grouprank",)
     agreement: ClassVar[str] = "consensus"
 
@@ -225,10 +223,6 @@ class GroupwiseTask:
         """The example with the chosen answer and the mean of the samples' scores as ``teacher_scores``."""
         means = mean_scores(values) or tuple(value)
         return {**example, "completion": text.strip(), "teacher_scores": list(means)}
-
-    def toy_splits(self, num_train: int, num_heldout: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
-        """Toy ranking rows (:mod:`tasks.toy`) for training and held-out queries."""
-        return make_toy_splits(num_train, num_heldout, seed=seed)
 
     def template_phrases(self, max_identifiers: int = 20) -> list[str]:
         """The system prompt, the user template's constant stretches, the answer's tags and the

@@ -17,10 +17,9 @@ from typing import Any, ClassVar
 
 from core.data import labels_to_qrels
 from core.generation import Messages, Sampling
-from tasks.base import Parsed
+from tasks.base import Parsed, RankingTask
 from tasks.parsers import MODES, parse_permutation, parse_think_answer
 from tasks.strategy import StrategyOptions
-from tasks.toy import make_toy_splits
 
 SYSTEM_PROMPT = (
     "You are RankLLM, an intelligent assistant that can rank passages based on their relevance to the query. "
@@ -47,7 +46,7 @@ def _escape_ids(text: str) -> str:
 
 
 @dataclass(frozen=True)
-class ListwiseTask:
+class ListwiseTask(RankingTask):
     """Prompt builder, SFT target and inference parser for listwise reranking.
 
     ``answer_mode`` is the parse mode a clean answer must pass (``strict``: a full permutation, as
@@ -62,7 +61,6 @@ class ListwiseTask:
 
     name: ClassVar[str] = "listwise"
     summary: ClassVar[str] = "ReasonRank: order n numbered passages, <answer>[3] > [1] > ...</answer>"
-    row_kind: ClassVar[str] = "ranking"
     agreement: ClassVar[str] = "first"
 
     def __post_init__(self) -> None:
@@ -164,10 +162,6 @@ class ListwiseTask:
         """The example with the teacher's order and reasoning (the target is rebuilt from them)."""
         reasoning = parse_think_answer(text).think.strip()
         return {**example, "teacher_order": list(value), "reasoning": reasoning, "completion": ""}
-
-    def toy_splits(self, num_train: int, num_heldout: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
-        """Toy ranking rows (:mod:`tasks.toy`) for training and held-out queries."""
-        return make_toy_splits(num_train, num_heldout, seed=seed)
 
     def rank(self, example: Mapping[str, Any], completion: str) -> tuple[list[str], bool]:
         """Doc ids best first from a completion (lenient repair) and whether it parsed without repair."""

@@ -27,8 +27,8 @@ from typing import Any, ClassVar, Protocol
 
 from core.data import labels_to_qrels
 from core.generation import Generation, Messages, Sampling
+from tasks.base import RankingTask
 from tasks.strategy import QueryRun, Ranked, Request, StrategyOptions
-from tasks.toy import make_toy_splits
 
 
 def parse_stages(text: str) -> list[tuple[int, int]]:
@@ -104,7 +104,7 @@ class Pointwise:
 
 
 @dataclass(frozen=True)
-class PairTask:
+class PairTask(RankingTask):
     """What the pointwise tasks share: examples, reward columns, the strategy, synthesis and toy rows.
 
     A subclass sets ``name``, ``summary``, ``default_rewards``, ``top_score`` (its scale's maximum, the score
@@ -117,7 +117,6 @@ class PairTask:
     negatives_per_query: int = 1
     max_passage_words: int = 300
 
-    row_kind: ClassVar[str] = "ranking"
     agreement: ClassVar[str] = "consensus"
     top_score: ClassVar[int]
     default_sampling: ClassVar[Sampling]
@@ -180,9 +179,6 @@ class PairTask:
         """The example with the teacher's answer as its SFT target and its score as ``teacher_scores``."""
         return {**example, "completion": text.strip(), "teacher_scores": [float(value)]}
 
-    def toy_splits(self, num_train: int, num_heldout: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
-        """Toy ranking rows (:mod:`tasks.toy`) for training and held-out queries."""
-        return make_toy_splits(num_train, num_heldout, seed=seed)
 
 
 def template_pieces(template: str, **constants: str) -> list[str]:

@@ -18,10 +18,9 @@ from typing import Any, ClassVar
 
 from core.data import labels_to_qrels
 from core.generation import Messages, Sampling
-from tasks.base import Parsed
+from tasks.base import Parsed, RankingTask
 from tasks.parsers import parse_setwise_label
 from tasks.strategy import StrategyOptions, passage_text
-from tasks.toy import make_toy_splits
 
 #: DeepSeek-R1's system prompt (arXiv 2501.12948 Table 1), which Rank-R1 keeps; the math task
 #: (:mod:`tasks.math`) imports it from here, since its prompt adapts Rank-R1's.
@@ -49,7 +48,7 @@ def setwise_messages(query: str, passages: Sequence[str]) -> Messages:
 
 
 @dataclass(frozen=True)
-class SetwiseTask:
+class SetwiseTask(RankingTask):
     """Rank-R1's setwise task: each example shows one positive among ``negatives_per_query`` negatives,
     passages cut to ``max_passage_words`` words; ``seed`` seeds the per-query shuffle.
 
@@ -64,7 +63,6 @@ class SetwiseTask:
 
     name: ClassVar[str] = "setwise"
     summary: ClassVar[str] = "Rank-R1: pick the most relevant of n labelled passages, <answer>[k]</answer>"
-    row_kind: ClassVar[str] = "ranking"
     default_rewards: ClassVar[tuple[Any, ...]] = ("rank_r1_setwise",)
     agreement: ClassVar[str] = "majority"
 
@@ -153,16 +151,6 @@ class SetwiseTask:
     def accept(self, example: Mapping[str, Any], value: Any) -> str | None:
         """The majority label must be the positive's (Rank-R1's reward on the teacher's answer)."""
         return None if f"[{value}]" == self.gold_label(example) else "wrong_label"
-
-    def teacher_example(
-        self, example: Mapping[str, Any], text: str, value: Any, values: Sequence[Any]
-    ) -> dict[str, Any]:
-        """The example with the teacher's whole answer as its SFT target."""
-        return {**example, "completion": text.strip()}
-
-    def toy_splits(self, num_train: int, num_heldout: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
-        """Toy ranking rows (:mod:`tasks.toy`) for training and held-out queries."""
-        return make_toy_splits(num_train, num_heldout, seed=seed)
 
     def template_phrases(self, max_identifiers: int = 20) -> list[str]:
         """The prompt's constant stretches and the labels ``[1]..[max_identifiers]`` (one token each in a

@@ -41,10 +41,9 @@ from typing import Any, ClassVar
 from core.data import labels_to_qrels
 from core.generation import Generation, Messages, Sampling
 from core.hints import did_you_mean
-from tasks.base import Parsed
+from tasks.base import Parsed, RankingTask
 from tasks.pointwise_scoring import parse_stages
 from tasks.strategy import QueryRun, Ranked, Request, StrategyOptions, passage_text
-from tasks.toy import make_toy_splits
 
 QWEN3_RERANKER_SYSTEM = (
     "Judge whether the Document meets the requirements based on the Query and the Instruct provided. "
@@ -118,7 +117,7 @@ def parse_judgement(text: str, answer_tokens: Sequence[str]) -> Parsed:
 
 
 @dataclass(frozen=True)
-class YesNoTask:
+class YesNoTask(RankingTask):
     """Pointwise relevance judgement with a two-token answer (module docstring).
 
     ``answer_tokens`` (relevant, not relevant) defaults to the template's (``qwen3_reranker``: yes/no,
@@ -139,7 +138,6 @@ class YesNoTask:
     summary: ClassVar[str] = (
         "Qwen3-Reranker / ProRank / monoT5: answer yes or no, rank by logit(yes) - logit(no)"
     )
-    row_kind: ClassVar[str] = "ranking"
     default_rewards: ClassVar[tuple[Any, ...]] = ("yesno_match",)
     agreement: ClassVar[str] = "majority"
 
@@ -239,16 +237,6 @@ class YesNoTask:
     def accept(self, example: Mapping[str, Any], value: Any) -> str | None:
         """The teacher's majority judgement must match the label."""
         return None if value == self.relevant(example) else "wrong_judgement"
-
-    def teacher_example(
-        self, example: Mapping[str, Any], text: str, value: Any, values: Sequence[Any]
-    ) -> dict[str, Any]:
-        """The example with the teacher's answer as its SFT target."""
-        return {**example, "completion": text.strip()}
-
-    def toy_splits(self, num_train: int, num_heldout: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
-        """Toy ranking rows (:mod:`tasks.toy`) for training and held-out queries."""
-        return make_toy_splits(num_train, num_heldout, seed=seed)
 
     def template_phrases(self) -> list[str]:
         """The template's constant stretches, the instruction and the answer tokens (one token each in a tiny
