@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Protocol
 
 from core.data import labels_to_qrels
 from core.generation import Generation, Messages, Sampling
-from tasks.base import RankingTask
+from tasks.base import RankingTask, check_at_least_one, labelled_split
 from tasks.strategy import QueryRun, Ranked, Request, StrategyOptions
 
 
@@ -122,28 +122,19 @@ class PairTask(RankingTask):
     default_sampling: ClassVar[Sampling]
 
     def __post_init__(self) -> None:
-        for option in ("positives_per_query", "negatives_per_query", "max_passage_words"):
-            if getattr(self, option) < 1:
-                raise ValueError(f"task_args: {option} must be >= 1, got {getattr(self, option)}")
+        check_at_least_one(self, "positives_per_query", "negatives_per_query", "max_passage_words")
 
     def examples(self, row: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str]:
         """One example per chosen (query, document) pair (module docstring)."""
-        grades = labels_to_qrels(row.get("labels") or [])
-        positives = [c for c in row["candidates"] if grades.get(c["doc_id"], 0) > 0]
-        negatives = [c for c in row["candidates"] if grades.get(c["doc_id"], 0) <= 0]
-        if not positives:
-            return [], "no_positive"
-        if not negatives:
-            return [], "no_negative"
-        chosen = positives[: self.positives_per_query] + negatives[: self.negatives_per_query]
+        positives, negatives, reason = labelled_split(row, self.positives_per_query, self.negatives_per_query)
         return [
             {
                 **pair_example(row, candidate),
                 "task": self.name,
                 "example_id": json.dumps([row["query_id"], candidate["doc_id"]], ensure_ascii=False),
             }
-            for candidate in chosen
-        ], ""
+            for candidate in positives + negatives
+        ], reason
 
     def relevance(self, example: Mapping[str, Any]) -> int:
         """The grade of the example's document (0 when unlabelled)."""
@@ -178,7 +169,6 @@ class PairTask(RankingTask):
     ) -> dict[str, Any]:
         """The example with the teacher's answer as its SFT target and its score as ``teacher_scores``."""
         return {**example, "completion": text.strip(), "teacher_scores": [float(value)]}
-
 
 
 def template_pieces(template: str, **constants: str) -> list[str]:

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from core.data import labels_to_qrels
 from core.generation import Messages, Sampling
-from tasks.base import Parsed, RankingTask
+from tasks.base import Parsed, RankingTask, check_at_least_one, labelled_split
 from tasks.parsers import parse_setwise_label
 from tasks.strategy import StrategyOptions, passage_text
 
@@ -67,26 +67,18 @@ class SetwiseTask(RankingTask):
     agreement: ClassVar[str] = "majority"
 
     def __post_init__(self) -> None:
-        for option in ("positives_per_query", "negatives_per_query", "max_passage_words"):
-            if getattr(self, option) < 1:
-                raise ValueError(f"task_args: setwise {option} must be >= 1, got {getattr(self, option)}")
+        check_at_least_one(self, "positives_per_query", "negatives_per_query", "max_passage_words")
 
     def examples(self, row: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str]:
         """One shuffled set per positive (module docstring); ``no_positive`` / ``no_negative`` otherwise."""
-        grades = labels_to_qrels(row.get("labels") or [])
-        positives = [c for c in row["candidates"] if grades.get(c["doc_id"], 0) > 0]
-        negatives = [c for c in row["candidates"] if grades.get(c["doc_id"], 0) <= 0]
-        if not positives:
-            return [], "no_positive"
-        if not negatives:
-            return [], "no_negative"
+        positives, negatives, reason = labelled_split(row, self.positives_per_query, self.negatives_per_query)
         rng = random.Random(f"{self.seed}:{row['query_id']}")
         made = []
-        for number, positive in enumerate(positives[: self.positives_per_query]):
-            shown = [positive, *negatives[: self.negatives_per_query]]
+        for number, positive in enumerate(positives):
+            shown = [positive, *negatives]
             rng.shuffle(shown)
             made.append(self._example(row, shown, number))
-        return made, ""
+        return made, reason
 
     def _example(self, row: Mapping[str, Any], shown: list[dict], number: int) -> dict[str, Any]:
         """The row with ``shown`` as its candidates; the teacher columns describe the whole list, so they

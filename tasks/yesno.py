@@ -41,7 +41,7 @@ from typing import Any, ClassVar
 from core.data import labels_to_qrels
 from core.generation import Generation, Messages, Sampling
 from core.hints import did_you_mean
-from tasks.base import Parsed, RankingTask
+from tasks.base import Parsed, RankingTask, labelled_split
 from tasks.pointwise_scoring import parse_stages
 from tasks.strategy import QueryRun, Ranked, Request, StrategyOptions, passage_text
 
@@ -167,16 +167,10 @@ class YesNoTask(RankingTask):
     def examples(self, row: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str]:
         """One example per chosen (query, document) pair (module docstring); ``no_positive`` /
         ``no_negative`` when the row has none of one kind that is asked for."""
-        grades = labels_to_qrels(row.get("labels") or [])
-        positives = [c for c in row["candidates"] if grades.get(c["doc_id"], 0) > 0]
-        negatives = [c for c in row["candidates"] if grades.get(c["doc_id"], 0) <= 0]
-        if not positives:
-            return [], "no_positive"
-        if self.negatives_per_query and not negatives:
-            return [], "no_negative"
-        chosen = positives[: self.positives_per_query] + negatives[: self.negatives_per_query]
+        positives, negatives, reason = labelled_split(row, self.positives_per_query, self.negatives_per_query)
+        chosen = positives + negatives
         random.Random(f"{self.seed}:{row['query_id']}").shuffle(chosen)
-        return [self.pair_example(row, candidate) for candidate in chosen], ""
+        return [self.pair_example(row, candidate) for candidate in chosen], reason
 
     def pair_example(self, row: Mapping[str, Any], candidate: Mapping[str, Any]) -> dict[str, Any]:
         """``row`` cut to ``candidate`` and its label; the whole-list teacher columns are cleared."""
