@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 
 from core.data import labels_to_qrels
 from core.generation import Messages, Sampling
-from tasks.base import Parsed, RankingTask
+from tasks.base import Parsed, RankingTask, check_at_least_one
 from tasks.parsers_scores import parse_group_scores
 from tasks.strategy import StrategyOptions, passage_text
 
@@ -147,9 +147,7 @@ class GroupwiseTask(RankingTask):
     agreement: ClassVar[str] = "consensus"
 
     def __post_init__(self) -> None:
-        for option in ("list_size", "group_size", "max_passage_words"):
-            if getattr(self, option) < 1:
-                raise ValueError(f"task_args: {option} must be >= 1, got {getattr(self, option)!r}")
+        check_at_least_one(self, "list_size", "group_size", "max_passage_words")
 
     def examples(self, row: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str]:
         """One example per group of the row's first ``list_size`` candidates, shuffled per query."""
