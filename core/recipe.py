@@ -145,10 +145,10 @@ def build_configs(
     owners = _fields_by_name(config_types)
     kwargs: dict[type, dict[str, Any]] = {config_type: {} for config_type in config_types}
     for key, value in config.items():
-        if key not in owners:
-            raise RecipeError(f"{source}: unknown key {key!r}{did_you_mean(key, owners)}")
         if refused and key in refused:
             raise RecipeError(f"{source}: key {key!r} {refused[key]}")
+        if key not in owners:
+            raise RecipeError(f"{source}: unknown key {key!r}{did_you_mean(key, owners)}")
         config_type, annotation = owners[key]
         kwargs[config_type][key] = _coerce(value, annotation, key, source)
     instances = []
