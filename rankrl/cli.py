@@ -181,7 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rankrl", description="Train LLM rerankers and reasoners with SFT and GRPO."
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    train_parser = commands.add_parser("train", help="train one recipe stage (SFT, GRPO or score learning)", add_help=False)
+    train_parser = commands.add_parser(
+        "train", help="train one recipe stage (SFT, GRPO or score learning)", add_help=False
+    )
     train_parser.add_argument("-h", "--help", action=_TrainHelp)
     train_parser.add_argument("recipe", help="recipe YAML, e.g. recipes/reasonrank/qwen2.5-7b-sft.yaml")
     train_parser.add_argument(

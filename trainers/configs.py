@@ -48,7 +48,12 @@ REFUSED_KEYS = {
 class ScriptArguments:
     """What to train on and how it is scored; the rest of a recipe is TRL's and ModelConfig's fields."""
 
-    stage: str = field(default="sft", metadata={"help": "Training stage this recipe runs: 'sft', 'grpo' or 'score' (yes/no score learning)."})
+    stage: str = field(
+        default="sft",
+        metadata={
+            "help": "Training stage this recipe runs: 'sft', 'grpo' or 'score' (yes/no score learning)."
+        },
+    )
     dataset: str | None = field(
         default=None,
         metadata={
