@@ -128,11 +128,12 @@ def test_lora_sft_saves_an_adapter_that_peft_loads(workspace, tmp_path):
 
 
 def test_ranking_eval_config_ranks_held_out_rows_as_rankrl_eval_does(workspace, tmp_path):
-    from evaluation.config import load_strategy
+    from tasks import get_task
     from trainers.evaluate import evaluate_with_strategy
+    from trainers.pipeline import evaluation_strategy
 
     strategy_file = tmp_path / "eval.yaml"
-    strategy_file.write_text("strategy: listwise\nwindow: 4\nstep: 2\nparse: lenient\nmax_new_tokens: 24\n")
+    strategy_file.write_text("task: listwise\nwindow: 4\nstep: 2\nparse: lenient\nmax_new_tokens: 24\n")
     config = str(strategy_file)
     configs = _configs(
         "sft", workspace, tmp_path / "out", max_steps=2, eval_steps_ndcg=1, ranking_eval_config=config
@@ -141,9 +142,9 @@ def test_ranking_eval_config_ranks_held_out_rows_as_rankrl_eval_does(workspace, 
     during = _logged(trainer, "eval_ndcg@10")
     assert len(during) == 3  # steps 1 and 2, then the final evaluation
     rows = [row for row in map(dict, _heldout(workspace))][:8]
-    expected = evaluate_with_strategy(
-        trainer.model, trainer.processing_class, rows, load_strategy(strategy_file)
-    )
+    script_args = configs[0]
+    strategy = evaluation_strategy(script_args, get_task(script_args.task, **script_args.task_args))
+    expected = evaluate_with_strategy(trainer.model, trainer.processing_class, rows, strategy)
     assert during[-1] == pytest.approx(expected.ndcg)
 
 
