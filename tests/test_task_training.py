@@ -37,7 +37,7 @@ SETTINGS = {  # task -> (task_args, GRPO overrides beyond GRPO)
     "rubric": ({}, ["group_by_query=true"]),
     "yesno": ({}, []),
     "groupwise": ({"group_size": 4}, ["max_completion_length=48"]),
-    "math": ({}, []),
+    "math": ({}, ["num_generations=8", "per_device_train_batch_size=16"]),  # more samples: a spread
 }
 pytestmark = pytest.mark.slow
 
