@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from core.models import ModelLoadError
+from core.models import ModelLoadError, check_output_folder
 
 DTYPES = ("float32", "bfloat16", "float16")
 CACHE_ENV = "RANKRL_GGUF_CACHE"
@@ -85,10 +85,7 @@ def import_gguf(
     path, output_dir = Path(path).expanduser(), Path(output_dir).expanduser()
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such GGUF file")
-    if dtype not in DTYPES:
-        raise ModelLoadError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
-    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
-        raise ModelLoadError(f"{output_dir}: not empty (pass --overwrite to replace it)")
+    check_output_folder(output_dir, dtype, DTYPES, overwrite)
     _check_tensor_types(path)
     torch_dtype = getattr(torch, dtype)
     model, tokenizer = _load(path, torch_dtype)

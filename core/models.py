@@ -119,3 +119,12 @@ def load_model(model_args: ModelConfig) -> PreTrainedModel:
 def merged_from(model: PreTrainedModel) -> str | None:
     """The adapter folder :func:`load_model` merged ``model`` from, None when it loaded plain weights."""
     return getattr(model, _MERGED_FROM, None)
+
+
+def check_output_folder(output_dir: Path, dtype: str, dtypes: tuple[str, ...], overwrite: bool) -> None:
+    """One-line errors before a checkpoint is written: a ``dtype`` outside ``dtypes``, or a non-empty
+    ``output_dir`` without ``overwrite`` (``rankrl export`` and ``rankrl import-gguf``)."""
+    if dtype not in dtypes:
+        raise ModelLoadError(f"dtype {dtype!r}: expected one of {', '.join(dtypes)}")
+    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
+        raise ModelLoadError(f"{output_dir}: not empty (pass --overwrite to replace it)")

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer
 
-from core.models import ModelLoadError, check_model_path
+from core.models import ModelLoadError, check_model_path, check_output_folder
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -29,10 +29,7 @@ def export_merged(
     config_path = adapter_dir / "adapter_config.json"
     if not config_path.is_file():
         raise ModelLoadError(f"{adapter_dir}: no adapter_config.json (expected a LoRA adapter folder)")
-    if dtype not in DTYPES:
-        raise ModelLoadError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
-    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
-        raise ModelLoadError(f"{output_dir}: not empty (pass --overwrite to replace it)")
+    check_output_folder(output_dir, dtype, DTYPES, overwrite)
     base = json.loads(config_path.read_text()).get("base_model_name_or_path")
     check_model_path(base)
     from peft import AutoPeftModelForCausalLM
