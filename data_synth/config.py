@@ -17,7 +17,7 @@ from typing import Any
 from core.recipe import apply_overrides, build_configs, described, read_yaml
 from tasks import TASKS, Task, get_task
 
-TEACHERS = ("openai", "hf")
+TEACHERS = ("openai", "hf", "labels")
 INPUTS = ("beir", "trec_run", "rankllm", "dataset", "toy_queries")
 RETRIEVERS = ("bm25", "dense")
 AT_LEAST_ONE = (
@@ -83,7 +83,11 @@ class SynthConfig:
     teacher_suffix: str = described(
         "Text appended to the teacher's last user turn only, not to the dataset.", ""
     )
-    teacher: str = described("Teacher kind: 'openai' (endpoint) or 'hf' (local).", "openai")
+    teacher: str = described(
+        "Teacher kind: 'openai' (endpoint), 'hf' (local model) or 'labels' (the task's label-derived "
+        "target, no model: label-only data and --smoke runs).",
+        "openai",
+    )
     model: str = described("Endpoint model name, or a local model folder ('tiny': build one) for hf.", "")
     base_url: str | None = described("OpenAI-compatible base URL, e.g. .../v1.")
     api_key_env: str | None = described(

@@ -120,6 +120,15 @@ def tiny_teacher_path(config: SynthConfig, units: list[Unit]) -> Path:
 
 def make_teacher(config: SynthConfig, units: list[Unit]) -> Teacher:
     budget = TokenBudget(config.token_budget)
+    if config.teacher == "labels":
+        from data_synth.label_teacher import LabelTeacher
+
+        task = config.task_object()
+        answers = [
+            (with_teacher_suffix(unit.messages, config.teacher_suffix), task.target(unit.example))
+            for unit in units
+        ]
+        return LabelTeacher(answers, budget)
     if config.teacher == "hf":
         from data_synth.hf_teacher import HFTeacher
 
@@ -141,7 +150,7 @@ def make_teacher(config: SynthConfig, units: list[Unit]) -> Teacher:
 
 def teacher_name(config: SynthConfig) -> str:
     """The teacher id in cache keys: model (folder name for hf) and a hash of the sampling settings."""
-    model = Path(config.model).name if config.teacher == "hf" else config.model
+    model = {"hf": Path(config.model).name, "labels": "labels"}.get(config.teacher, config.model)
     return teacher_id(model, sampling_of(config), config.seed)
 
 

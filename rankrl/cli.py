@@ -1,5 +1,6 @@
 """The ``rankrl`` command line: ``train`` a recipe (optionally ``--smoke``), the ``demo``, ``doctor``,
-``tasks``, ``synth``, ``eval``, ``tts``, ``export`` and ``import-gguf``.
+``tasks``, ``synth``, ``eval``, ``tts``, ``recipes`` and ``run`` (paper folders), ``export`` and
+``import-gguf``.
 
 ``rankrl train RECIPE`` runs the recipe's stage in this process on one device; on a machine with several
 GPUs it re-executes itself under ``accelerate launch`` with the accelerate config the recipe names
@@ -75,14 +76,24 @@ def _check_rewards(config: dict[str, Any], stage: str, source: str) -> None:
         raise RecipeError(f"{source}: key 'rewards': {str(error).splitlines()[0]}") from None
 
 
-def _smoke_overrides(recipe: str, config: dict[str, Any], stage: str) -> dict[str, Any]:
-    from rankrl.smoke import prepare_toy_workspace, smoke_overrides
-    from tasks import get_task
+def _smoke_overrides(recipe: str, config: dict[str, Any], command: str) -> dict[str, Any]:
+    from rankrl.smoke import smoke_settings
 
-    workdir = Path(os.environ.get("RANKRL_SMOKE_DIR", "outputs/smoke")) / Path(recipe).stem
-    task = get_task(config.get("task", "listwise"), **(config.get("task_args") or {}))
-    workspace = prepare_toy_workspace(workdir / "assets", task, num_train=64, num_heldout=8)
-    return smoke_overrides(stage, workspace, workdir / stage)
+    return smoke_settings(command, config, recipe)
+
+
+def _smoke_words(command: str, items: list[str]) -> list[str]:
+    """``[CONFIG.yaml] key=value ...`` of synth/eval/tts with the ``--smoke`` keys put before the user's
+    own overrides, which win."""
+    import json
+
+    from core.recipe import apply_overrides, read_yaml
+
+    source, overrides = (items[0], items[1:]) if items and "=" not in items[0] else (None, items)
+    config = apply_overrides(read_yaml(source) if source else {}, overrides)
+    smoke = _smoke_overrides(source or command, config, command)
+    words = [f"{key}={json.dumps(value)}" for key, value in smoke.items()]
+    return [*([source] if source else []), *words, *overrides]
 
 
 def _launch_command(launch: str, module: str, recipe: str, overrides: list[str]) -> list[str]:
@@ -101,7 +112,7 @@ def train(args: argparse.Namespace) -> None:
     module = _stage_module(stage, args.recipe)
     _check_rewards(config, stage, args.recipe)
     if args.smoke:
-        config = apply_overrides({**config, **_smoke_overrides(args.recipe, config, stage)}, overrides)
+        config = apply_overrides({**config, **_smoke_overrides(args.recipe, config, "train")}, overrides)
     launch = args.launch or config.get("launch")
     import torch
 
@@ -142,13 +153,16 @@ def synth(args: argparse.Namespace) -> None:
     """Synthesize a task's examples with a teacher model's answers (see data_synth.pipeline)."""
     from data_synth.pipeline import synth_command
 
-    raise SystemExit(synth_command(args.recipe, args.overrides, dry=args.dry_run))
+    overrides = _smoke_words("synth", [args.recipe, *args.overrides])[1:] if args.smoke else args.overrides
+    raise SystemExit(synth_command(args.recipe, overrides, dry=args.dry_run))
 
 
 def evaluate(args: argparse.Namespace) -> None:
     """Rerank a first-stage run and write run, results, metrics and manifest (evaluation)."""
     from evaluation.runner import eval_command
 
+    if args.smoke:
+        args.overrides = _smoke_words("eval", args.overrides)
     eval_command(args)
 
 
@@ -156,7 +170,37 @@ def tts(args: argparse.Namespace) -> None:
     """Test-time scaling of a reasoner: voting, best-of-N, first-finish, budget forcing (docs/eval.md)."""
     from evaluation.tts_run import tts_command
 
+    if args.smoke:
+        args.overrides = _smoke_words("tts", args.overrides)
     tts_command(args)
+
+
+def list_recipes(args: argparse.Namespace) -> None:
+    """One entry per paper folder: name, task, stages in order, sizes and what it reproduces."""
+    from rankrl.recipes import describe, find_paper_recipes
+
+    print("\n".join(describe(find_paper_recipes(args.root))))
+
+
+def _run_stage(words: list[str]) -> None:
+    """One ``rankrl`` command of a chain in this process; a failing command stops the chain."""
+    try:
+        main(words)
+    except SystemExit as stop:
+        if stop.code not in (0, None):
+            raise
+
+
+def run(args: argparse.Namespace) -> None:
+    """Run a paper folder's stages in order (``--dry-run``: print the commands only)."""
+    from rankrl.recipes import read_paper_recipe, run_chain
+    from rankrl.smoke import smoke_root
+
+    recipe = read_paper_recipe(args.folder)
+    size = recipe.check_size(args.size)
+    workdir = Path(args.output_dir) if args.output_dir else smoke_root() / f"{recipe.name}-{size}"
+    run_stage = (lambda words: None) if args.dry_run else _run_stage
+    run_chain(recipe, size, run_stage, smoke=args.smoke, workdir=workdir, start=args.start)
 
 
 def export(args: argparse.Namespace) -> None:
@@ -210,14 +254,30 @@ def build_parser() -> argparse.ArgumentParser:
     synth_parser.add_argument("recipe", help="synthesis recipe YAML, e.g. recipes/synth/reasonrank.yaml")
     synth_parser.add_argument("overrides", nargs="*", help="key=value recipe overrides")
     synth_parser.add_argument("--dry-run", action="store_true", help="print counts and prompts only")
+    synth_parser.add_argument("--smoke", action="store_true", help="toy rows, the offline labels teacher")
     synth_parser.set_defaults(handler=synth)
     eval_parser = commands.add_parser("eval", help="rerank a first-stage run and score it (docs/eval.md)")
     eval_parser.add_argument("overrides", nargs="*", help="[CONFIG.yaml] then key=value settings")
     eval_parser.add_argument("--skip-missing", action="store_true", help="skip and count bad input lines")
+    eval_parser.add_argument("--smoke", action="store_true", help="held-out toy queries, tiny model, CPU")
     eval_parser.set_defaults(handler=evaluate)
     tts_parser = commands.add_parser("tts", help="a reasoner's accuracy against samples and tokens")
     tts_parser.add_argument("overrides", nargs="*", help="[CONFIG.yaml] then key=value settings")
+    tts_parser.add_argument("--smoke", action="store_true", help="four toy problems, tiny model, CPU")
     tts_parser.set_defaults(handler=tts)
+    recipes_parser = commands.add_parser("recipes", help="list the paper recipe folders and their stages")
+    recipes_parser.add_argument("--root", default="recipes", help="folder holding the paper folders")
+    recipes_parser.set_defaults(handler=list_recipes)
+    run_parser = commands.add_parser("run", help="run a paper folder's stages in order (synth ... eval)")
+    run_parser.add_argument("folder", help="a paper recipe folder, e.g. recipes/reasonrank")
+    run_parser.add_argument("--size", help="model size (default: the folder's first; see rankrl recipes)")
+    run_parser.add_argument("--smoke", action="store_true", help="every stage on toy data, tiny model, CPU")
+    run_parser.add_argument("--from", dest="start", help="start at this stage (the earlier ones are done)")
+    run_parser.add_argument("--dry-run", action="store_true", help="print the commands only")
+    run_parser.add_argument(
+        "--output-dir", help="--smoke: the chain's work folder (default under outputs/smoke)"
+    )
+    run_parser.set_defaults(handler=run)
     export_parser = commands.add_parser("export", help="merge a LoRA/QLoRA adapter into a full checkpoint")
     export_parser.add_argument("adapter", help="adapter folder (a training output_dir with use_peft)")
     export_parser.add_argument("output", help="folder for the merged checkpoint")

@@ -1,23 +1,32 @@
 """Toy workspaces: toy data and a tiny model for ``--smoke`` runs of any recipe, the demo and tests.
 
-``--smoke`` keeps a recipe's task, rewards, LoRA settings and trainer, and swaps in what makes it run in
-seconds on a laptop: the toy corpus, a tiny model whose tokenizer knows the task's prompt text, a few steps
-on CPU, no DeepSpeed, vLLM or trackers.
+``--smoke`` keeps a recipe's task, rewards, LoRA settings, strategy and trainer, and swaps in what makes it
+run in seconds on a laptop: the toy corpus, a tiny model whose tokenizer knows the task's prompt text, a few
+steps on CPU, no DeepSpeed, vLLM or trackers; synthesis asks the offline ``labels`` teacher, evaluation
+reranks the held-out toy queries. Every ``--smoke`` command of one task and ``task_args`` shares one
+workspace (built once under ``$RANKRL_SMOKE_DIR``), so a chain's stages read each other's outputs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from core.data import write_dataset
+from core.benchmark_files import BenchmarkFiles, write_benchmark
+from core.data import load_dataset_file, write_dataset
 from core.tiny import TinyModelSpec, build_tiny_model
-from tasks import Task, expand_rows
+from tasks import Task, expand_rows, get_task
 
 TOKENIZER_SAMPLE_ROWS = 2000
+SMOKE_TRAIN_ROWS, SMOKE_HELDOUT_ROWS = 64, 8
 
 
 @dataclass(frozen=True)
@@ -27,6 +36,20 @@ class ToyWorkspace:
     model_dir: Path
     train_path: Path
     heldout_path: Path
+
+    @classmethod
+    def under(cls, workdir: str | Path) -> ToyWorkspace:
+        """The workspace layout under ``workdir``."""
+        workdir = Path(workdir)
+        return cls(workdir / "tiny-model", workdir / "data/train.jsonl", workdir / "data/heldout.jsonl")
+
+    @property
+    def benchmark(self) -> BenchmarkFiles:
+        """The held-out ranking rows as a benchmark folder (written by :func:`shared_toy_workspace`)."""
+        folder = self.heldout_path.parent / "benchmark"
+        return BenchmarkFiles(
+            folder, folder / "corpus.jsonl", folder / "topics.tsv", folder / "qrels.txt", folder / "run.txt"
+        )
 
 
 def prepare_toy_workspace(
@@ -39,11 +62,8 @@ def prepare_toy_workspace(
 ) -> ToyWorkspace:
     """Write the task's toy train / held-out rows and build a tiny model whose tokenizer was trained on the
     task's prompts and targets, under ``workdir``."""
-    workdir = Path(workdir)
     train_rows, heldout_rows = task.toy_splits(num_train, num_heldout, seed=seed)
-    workspace = ToyWorkspace(
-        workdir / "tiny-model", workdir / "data/train.jsonl", workdir / "data/heldout.jsonl"
-    )
+    workspace = ToyWorkspace.under(workdir)
     workspace.train_path.parent.mkdir(parents=True, exist_ok=True)
     write_dataset(train_rows, workspace.train_path, kind=task.row_kind)
     write_dataset(heldout_rows, workspace.heldout_path, kind=task.row_kind)
@@ -54,6 +74,96 @@ def prepare_toy_workspace(
     ]
     build_tiny_model(workspace.model_dir, texts, spec, phrases=task.template_phrases(), seed=seed)
     return workspace
+
+
+def smoke_root() -> Path:
+    """Where ``--smoke`` runs write: ``$RANKRL_SMOKE_DIR``, else ``outputs/smoke``."""
+    return Path(os.environ.get("RANKRL_SMOKE_DIR", "outputs/smoke"))
+
+
+def shared_toy_workspace(task: Task) -> ToyWorkspace:
+    """The toy workspace of ``task`` (name and options) under :func:`smoke_root`, built once, atomically,
+    with the held-out rows also written as a benchmark for ranking tasks."""
+    key = json.dumps([task.name, asdict(task)], sort_keys=True, default=str)
+    folder = smoke_root() / f"toy-{task.name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+    if not folder.is_dir():
+        partial = folder.with_name(f"{folder.name}.part-{os.getpid()}")
+        shutil.rmtree(partial, ignore_errors=True)
+        workspace = prepare_toy_workspace(partial, task, SMOKE_TRAIN_ROWS, SMOKE_HELDOUT_ROWS)
+        if task.row_kind == "ranking":
+            heldout = load_dataset_file(workspace.heldout_path, kind="ranking")
+            write_benchmark(heldout, workspace.benchmark.folder, tag="toy")
+        partial.replace(folder)
+    return ToyWorkspace.under(folder)
+
+
+def smoke_settings(command: str, config: Mapping[str, Any], recipe: str) -> dict[str, Any]:
+    """Recipe keys that turn ``rankrl COMMAND RECIPE`` (train, synth, eval or tts) into a seconds-long
+    offline run on its task's shared toy workspace, writing under ``smoke_root()/<recipe name>``."""
+    default_task = "math" if command == "tts" else "listwise"
+    task = get_task(config.get("task") or default_task, **(config.get("task_args") or {}))
+    workspace, output = shared_toy_workspace(task), smoke_root() / Path(recipe).stem
+    if command == "train":
+        stage = str(config.get("stage", "sft"))
+        return smoke_overrides(stage, workspace, output / stage)
+    if command == "synth":
+        return synth_smoke_overrides(workspace, output / "synth")
+    if command == "eval":
+        return eval_smoke_overrides(workspace, output / "eval")
+    return tts_smoke_overrides(workspace, output / "tts")
+
+
+def synth_smoke_overrides(workspace: ToyWorkspace, output_dir: Path) -> dict[str, Any]:
+    """Synthesis on the workspace's training rows with the ``labels`` teacher."""
+    inputs = {"beir": None, "trec_run": None, "rankllm": None, "toy_queries": 0}
+    return {
+        **inputs,
+        "dataset": str(workspace.train_path),
+        "dataset_split": "train",
+        "teacher": "labels",
+        "model": "labels",
+        "samples": 1,
+        "token_budget": 0,
+        "output_dir": str(output_dir),
+    }
+
+
+def eval_smoke_overrides(workspace: ToyWorkspace, output_dir: Path) -> dict[str, Any]:
+    """Reranking of the held-out toy queries by the workspace's tiny model (or the chain's ``model``)."""
+    bench = workspace.benchmark
+    return {
+        "model": str(workspace.model_dir),
+        "run": str(bench.run),
+        "topics": str(bench.topics),
+        "corpus": str(bench.corpus),
+        "qrels": str(bench.qrels),
+        "requests": None,
+        "compare_run": None,
+        "robustness": [],
+        "engine": "hf",
+        "dtype": "float32",
+        "batch_size": 8,
+        "max_new_tokens": 48,
+        "output_dir": str(output_dir),
+    }
+
+
+def tts_smoke_overrides(workspace: ToyWorkspace, output_dir: Path) -> dict[str, Any]:
+    """Test-time scaling on four held-out toy problems, two samples each, short completions."""
+    return {
+        "model": str(workspace.model_dir),
+        "dataset": str(workspace.heldout_path),
+        "problem_field": "problem",
+        "answer_field": "answer",
+        "max_problems": 4,
+        "n_values": [1, 2],
+        "max_new_tokens": 16,
+        "budgets": [],
+        "reward_model": None,
+        "batch_size": 8,
+        "dtype": "float32",
+        "output_dir": str(output_dir),
+    }
 
 
 def smoke_overrides(stage: str, workspace: ToyWorkspace, output_dir: Path) -> dict[str, Any]:

@@ -115,7 +115,8 @@ class ListwiseTask(RankingTask):
         """SFT completion: the teacher's reasoning and order, or the relevant passages by grade.
 
         Without a teacher order the labels only order the relevant passages (every unlabelled passage ties
-        at 0), so the target lists just those; a ``partial``/``lenient`` parse appends the rest in order.
+        at 0), so the target lists just those and a ``partial``/``lenient`` parse appends the rest in order;
+        under ``strict`` (a full permutation) the rest follow in their given order, so the target parses.
         """
         if example.get("completion"):
             return example["completion"]
@@ -124,6 +125,8 @@ class ListwiseTask(RankingTask):
         if not order:
             grades = labels_to_qrels(example["labels"])
             order = sorted((d for d in doc_ids if grades.get(d, 0) > 0), key=lambda d: -grades[d])
+            if self.answer_mode == "strict":
+                order += [doc_id for doc_id in doc_ids if grades.get(doc_id, 0) <= 0]
         position = {doc_id: i for i, doc_id in enumerate(doc_ids, start=1)}
         answer = " > ".join(f"[{position[doc_id]}]" for doc_id in order)
         return f"<think>{example.get('reasoning') or ''}</think>\n<answer>{answer}</answer>"

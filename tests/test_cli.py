@@ -10,7 +10,9 @@ import yaml
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from rankrl.cli import main
+from rankrl.smoke import shared_toy_workspace
 from rewards import available_rewards
+from tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGED_RECIPES = sorted(
@@ -145,13 +147,15 @@ def test_every_stage_has_a_smoke_recipe():
 def test_train_smoke_saves_a_loadable_model(workspace, recipe):
     main(["train", recipe, "--smoke"])
     output_dir = _output_dir(workspace, recipe)
-    if yaml.safe_load((ROOT / recipe).read_text()).get("use_peft"):
+    config = yaml.safe_load((ROOT / recipe).read_text())
+    if config.get("use_peft"):
         from peft import AutoPeftModelForCausalLM
 
         assert AutoPeftModelForCausalLM.from_pretrained(output_dir).peft_config
     else:
         model = AutoModelForCausalLM.from_pretrained(output_dir)
-        tiny = AutoConfig.from_pretrained(output_dir.parent / "assets" / "tiny-model")
+        task = get_task(config.get("task", "listwise"), **(config.get("task_args") or {}))
+        tiny = AutoConfig.from_pretrained(shared_toy_workspace(task).model_dir)
         assert (model.config.hidden_size, model.config.vocab_size) == (tiny.hidden_size, tiny.vocab_size)
     metrics = json.loads((output_dir / "train_results.json").read_text())
     assert metrics["epoch"] > 0

@@ -234,7 +234,7 @@ def stub_train(monkeypatch):
     stage = type("Stage", (), {"main": staticmethod(lambda *configs: calls["main"].append(configs))})
     monkeypatch.setattr(cli, "_stage_module", lambda name, source: stage)
     monkeypatch.setattr("trainers.configs.build_stage_configs", lambda config, source: (config,))
-    monkeypatch.setattr(cli, "_smoke_overrides", lambda recipe, config, name: {})
+    monkeypatch.setattr(cli, "_smoke_overrides", lambda recipe, config, command: {})
     monkeypatch.setattr(cli.subprocess, "call", lambda command: calls["launch"].append(command) or 0)
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     return calls

@@ -85,8 +85,15 @@ def test_target_from_labels_lists_relevant_by_grade_then_candidate_order():
         {"doc_id": "b", "relevance": 1},
         {"doc_id": "c", "relevance": 0},
     ]
-    target = ListwiseTask().target(_example(candidates=candidates, labels=labels))
-    assert target == "<think></think>\n<answer>[5] > [1] > [2]</answer>"
+    example = _example(candidates=candidates, labels=labels)
+    assert (
+        ListwiseTask(answer_mode="partial").target(example)
+        == "<think></think>\n<answer>[5] > [1] > [2]</answer>"
+    )
+    # A strict parse needs every passage: the unlabelled and non-relevant ones follow in their given order.
+    full = ListwiseTask(answer_mode="strict").target(example)
+    assert full == "<think></think>\n<answer>[5] > [1] > [2] > [3] > [4]</answer>"
+    assert ListwiseTask(answer_mode="strict").parse(example, full).value == ("e", "b", "a", "c", "d")
 
 
 def test_target_parses_back_to_the_teacher_order():
