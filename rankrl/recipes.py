@@ -152,25 +152,29 @@ def chain_problems(recipe: PaperRecipe, size: str) -> list[str]:
     return problems
 
 
+LINK_KEYS = ("dataset", "model_name_or_path", "model")
+
+
 def chain_commands(
     recipe: PaperRecipe, size: str, smoke: bool = False, workdir: Path | None = None
 ) -> list[list[str]]:
     """The ``rankrl`` argument lists of the chain, in order. With ``smoke``, every command gets ``--smoke``
-    and writes under ``workdir``, each reading the previous stage's output there."""
-    commands, synth_output, last_train = [], None, None
+    and writes to ``workdir/<stage name>``, and every ``dataset`` / ``model_name_or_path`` / ``model`` that
+    names an earlier stage's ``output_dir`` is pointed at that stage's folder in ``workdir`` instead."""
+    commands, moved = [], {}
     for stage in recipe.stages:
-        words = [stage.command, str(recipe.stage_file(stage, size))]
+        path = recipe.stage_file(stage, size)
+        words = [stage.command, str(path)]
         if smoke:
+            config = read_yaml(path)
+            words += [
+                "--smoke",
+                *(f"{key}={moved[config[key]]}" for key in LINK_KEYS if config.get(key) in moved),
+            ]
             output = Path(workdir or "outputs/smoke") / stage.name
-            words += ["--smoke", f"output_dir={output}"]
-            if stage.command == "train":
-                words += [f"dataset={synth_output}"] if synth_output else []
-                words += [f"model_name_or_path={last_train}"] if last_train else []
-                last_train = output
-            elif stage.command == "synth":
-                synth_output = output
-            elif last_train:
-                words.append(f"model={last_train}")
+            words.append(f"output_dir={output}")
+            if config.get("output_dir"):
+                moved[config["output_dir"]] = output
         commands.append(words)
     return commands
 
