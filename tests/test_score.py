@@ -323,7 +323,8 @@ def trained(tmp_path_factory):
 
 
 def test_smoke_run_changes_every_weight_matrix_and_lowers_the_loss(trained):
-    base = load_file(trained.parent / "assets" / "tiny-model" / "model.safetensors")
+    [tiny] = trained.parent.parent.glob("toy-yesno-*/tiny-model")  # the smoke workspace's start model
+    base = load_file(tiny / "model.safetensors")
     weights = load_file(trained / "model.safetensors")
     assert all(not torch.equal(base[key], weights[key]) for key in base if base[key].ndim == 2)
     logged = _losses(trained, 30)
