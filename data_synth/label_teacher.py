@@ -10,34 +10,26 @@ of label-only baselines: the student learns the answer format and the labels, wi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from core.data import DataError
-from core.generation import Messages
-from data_synth.cache import prompt_hash
 from data_synth.teachers import Completion, OnDone, RequestStats, TeacherCall, TokenBudget
 
 
 class LabelTeacher:
-    """Answers each prompt with the target of the example it was rendered from, looked up by prompt."""
+    """Answers each call with the target of the example it was made for, looked up by the call's key."""
 
     teacher_id = "labels"
 
-    def __init__(self, answers: Iterable[tuple[Messages, str]], budget: TokenBudget | None = None) -> None:
-        self.budget, self.stats = budget or TokenBudget(), RequestStats()
-        self.answers: dict[str, str] = {}
-        for messages, answer in answers:
-            digest = prompt_hash(messages)
-            if self.answers.setdefault(digest, answer) != answer:
-                raise DataError(f"two examples share the prompt {digest[:12]} but not their label target")
+    def __init__(self, answers: Mapping[str, str], budget: TokenBudget | None = None) -> None:
+        self.answers, self.budget, self.stats = dict(answers), budget or TokenBudget(), RequestStats()
 
     def settings(self) -> dict[str, Any]:
         return {"kind": "labels", "model": "labels"}
 
     async def generate(self, requests: Sequence[TeacherCall], on_done: OnDone) -> None:
         for request in requests:
-            text = self.answers[prompt_hash(request.messages)]
+            text = self.answers[request.key]
             completion = Completion(text, completion_tokens=len(text.split()))
             self.stats.requests += 1
             self.stats.count(completion)

@@ -118,20 +118,20 @@ def tiny_teacher_path(config: SynthConfig, units: list[Unit]) -> Path:
     return folder
 
 
-def make_teacher(config: SynthConfig, units: list[Unit]) -> Teacher:
+def make_teacher(config: SynthConfig, plan: Plan) -> Teacher:
     budget = TokenBudget(config.token_budget)
     if config.teacher == "labels":
         from data_synth.label_teacher import LabelTeacher
 
-        task = config.task_object()
-        answers = [
-            (with_teacher_suffix(unit.messages, config.teacher_suffix), task.target(unit.example))
-            for unit in units
-        ]
-        return LabelTeacher(answers, budget)
+        task, examples = config.task_object(), {unit.unit_id: unit.example for unit in plan.units}
+        targets = {uid: task.target(example) for uid, example in examples.items()}
+        return LabelTeacher(
+            {key: targets[record["example_id"]] for key, record in plan.records.items()}, budget
+        )
     if config.teacher == "hf":
         from data_synth.hf_teacher import HFTeacher
 
+        units = plan.units
         path = tiny_teacher_path(config, units) if config.model == "tiny" else Path(config.model)
         return HFTeacher(path, sampling_of(config), config.batch_size, budget, config.seed)
     retry = RetryPolicy(config.max_retries, config.backoff_base_s, config.backoff_max_s)
@@ -272,7 +272,7 @@ def synth(config: SynthConfig, dry: bool = False, console: Console | None = None
     with ResponseCache(config.cache_file) as cache:
         if cache.torn_lines:
             console.print(f"cache {config.cache_file}: ignored a torn last line (an interrupted write)")
-        teacher = make_teacher(config, plan.units)
+        teacher = make_teacher(config, plan)
         run_teacher(config, teacher, plan, cache, console)
         retries = ", ".join(f"{k} {v}" for k, v in sorted(teacher.stats.retries.items())) or "none"
         console.print(f"teacher: {teacher.stats.requests} requests this run, retries: {retries}")

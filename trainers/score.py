@@ -218,12 +218,30 @@ class ScoreTrainer(Trainer):
         self._metrics[mode].clear()
 
 
+def query_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Ranking rows as they are, and a task's one-candidate examples (``rankrl synth`` output of the yes/no
+    task: one row per pair) merged back into one row per query, candidates and labels in dataset order."""
+    merged: dict[str, dict[str, Any]] = {}
+    result = []
+    for row in rows:
+        if not row.get("task") or len(row["candidates"]) != 1:
+            result.append(dict(row))
+            continue
+        if row["query_id"] not in merged:
+            empty = {"candidates": [], "labels": [], "teacher_scores": [], "task": "", "completion": ""}
+            merged[row["query_id"]] = {**row, **empty, "example_id": ""}
+            result.append(merged[row["query_id"]])
+        merged[row["query_id"]]["candidates"] += row["candidates"]
+        merged[row["query_id"]]["labels"] += row["labels"]
+    return result
+
+
 def load_groups(task: Task, script_args: ScriptArguments, args: ScoreConfig) -> list[dict[str, Any]]:
     """The groups of the recipe's ranking rows (:func:`score_groups`); skipped rows are logged, and a recipe
     whose rows give none, or lack the teacher scores its loss needs, is a one-line error before any model
     is loaded."""
     path = script_args.dataset
-    rows = load_dataset_file(path, kind="ranking", split=script_args.dataset_split).to_list()
+    rows = query_rows(load_dataset_file(path, kind="ranking", split=script_args.dataset_split).to_list())
     rows = rows[: script_args.max_train_samples] if script_args.max_train_samples else rows
     groups, skipped = score_groups(task, rows, args.num_negatives)
     for reason, count in skipped.items():
