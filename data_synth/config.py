@@ -124,7 +124,7 @@ class SynthConfig:
         for name in AT_LEAST_ONE:
             if getattr(self, name) < 1:
                 raise ValueError(f"key {name!r} must be >= 1, got {getattr(self, name)}")
-        if not self.model:
+        if not self.model and self.teacher != "labels":
             raise ValueError("key 'model' is not set (endpoint model name or local model folder)")
 
     def _check_retriever(self) -> None:

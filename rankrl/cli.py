@@ -1,6 +1,6 @@
 """The ``rankrl`` command line: ``train`` a recipe (optionally ``--smoke``), the ``demo``, ``doctor``,
-``tasks``, ``synth``, ``eval``, ``tts``, ``recipes`` and ``run`` (paper folders), ``export`` and
-``import-gguf``.
+``tasks``, ``synth``, ``eval``, ``tts``, ``recipes``, ``run`` and ``compare`` (paper folders), ``export``
+and ``import-gguf``.
 
 ``rankrl train RECIPE`` runs the recipe's stage in this process on one device; on a machine with several
 GPUs it re-executes itself under ``accelerate launch`` with the accelerate config the recipe names
@@ -203,6 +203,16 @@ def run(args: argparse.Namespace) -> None:
     run_chain(recipe, size, run_stage, smoke=args.smoke, workdir=workdir, start=args.start)
 
 
+def compare(args: argparse.Namespace) -> None:
+    """Train one start model with each reranking paper's recipe on the same data and budget; one table."""
+    from rankrl.compare import CompareSettings, default_folders, run_comparison
+
+    keys = ("train_steps", "rl_steps", "batch_size", "train_rows", "heldout_rows", "seed", "max_new_tokens")
+    keys += ("model", "data", "heldout")
+    settings = CompareSettings(**{key: getattr(args, key) for key in keys})
+    run_comparison(args.folders or default_folders(args.root), settings, args.output_dir)
+
+
 def export(args: argparse.Namespace) -> None:
     """Merge a LoRA / QLoRA adapter into its base model (trainers.export)."""
     from trainers.export import export_merged
@@ -251,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     tasks_parser = commands.add_parser("tasks", help="list the tasks a recipe's 'task' can name")
     tasks_parser.set_defaults(handler=list_tasks)
     synth_parser = commands.add_parser("synth", help="synthesize a task's training data with a teacher")
-    synth_parser.add_argument("recipe", help="synthesis recipe YAML, e.g. recipes/synth/reasonrank.yaml")
+    synth_parser.add_argument("recipe", help="synthesis recipe YAML, e.g. recipes/reasonrank/synth.yaml")
     synth_parser.add_argument("overrides", nargs="*", help="key=value recipe overrides")
     synth_parser.add_argument("--dry-run", action="store_true", help="print counts and prompts only")
     synth_parser.add_argument("--smoke", action="store_true", help="toy rows, the offline labels teacher")
@@ -278,6 +288,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--output-dir", help="--smoke: the chain's work folder (default under outputs/smoke)"
     )
     run_parser.set_defaults(handler=run)
+    compare_parser = commands.add_parser(
+        "compare", help="train one start model with each reranking paper's recipe, same data and budget"
+    )
+    compare_parser.add_argument("folders", nargs="*", help="paper folders (default: every reranking one)")
+    compare_parser.add_argument("--root", default="recipes", help="where the default folders are found")
+    compare_parser.add_argument("--output-dir", default="outputs/compare", help="work folders and the table")
+    compare_parser.add_argument("--train-steps", type=int, default=300, help="steps per SFT / score stage")
+    compare_parser.add_argument("--rl-steps", type=int, default=20, help="steps per GRPO stage")
+    compare_parser.add_argument(
+        "--batch-size", type=int, default=32, help="examples (GRPO: completions) a step"
+    )
+    compare_parser.add_argument("--train-rows", type=int, default=4000, help="toy training rows")
+    compare_parser.add_argument("--heldout-rows", type=int, default=64, help="held-out toy queries")
+    compare_parser.add_argument("--seed", type=int, default=0, help="seed of the data, model and training")
+    compare_parser.add_argument("--max-new-tokens", type=int, help="cap (default: longest target + 8)")
+    compare_parser.add_argument("--model", help="start checkpoint (default: an untrained tiny model)")
+    compare_parser.add_argument("--data", help="ranking rows to train on (default: the toy rows)")
+    compare_parser.add_argument("--heldout", help="held-out ranking rows to evaluate on (default: toy)")
+    compare_parser.set_defaults(handler=compare)
     export_parser = commands.add_parser("export", help="merge a LoRA/QLoRA adapter into a full checkpoint")
     export_parser.add_argument("adapter", help="adapter folder (a training output_dir with use_peft)")
     export_parser.add_argument("output", help="folder for the merged checkpoint")

@@ -16,27 +16,34 @@ from typing import Any
 
 from rewards.listwise import _column, completion_text
 from rewards.registry import register_reward
-from tasks.yesno import parse_judgement
+from tasks.yesno import is_bare_judgement, parse_judgement
 
 NAME = "yesno_match"
 
 
 @register_reward(NAME)
-def yesno_match_reward(completions: list[Any], **columns: Any) -> list[float]:
-    """R = 1.0 when the completion's judgement (:func:`tasks.yesno.parse_judgement`: the first word after an
-    optional think block, case-insensitive) is the label's, else 0.0, an unparsable completion included.
+def yesno_match_reward(completions: list[Any], *, format_weight: float = 0.0, **columns: Any) -> list[float]:
+    """R = 1[judgement = label] + format_weight · 1[bare answer].
 
-    This is the accuracy term of ProRank's stage-1 prompt-warmup reward (arXiv 2506.03487; the paper's
-    weights and its format term are not published and not included). Range: {0.0, 1.0}.
+    The judgement is :func:`tasks.yesno.parse_judgement`'s (the first word after an optional think block,
+    case-insensitive; an unparsable completion is no match). The bare-answer term counts a completion that is
+    exactly one answer token (:func:`tasks.yesno.is_bare_judgement`, e.g. ``1`` but not ``1, because ...``).
+    ProRank's stage-1 prompt-warmup reward (arXiv 2506.03487) combines relevance accuracy with format
+    validity, an output in the allowed set {0, 1}; the paper's weights are not published, so
+    ``format_weight`` is a documented choice (default 0: the accuracy term alone).
+    Range: {0, format_weight, 1, 1 + format_weight}.
     """
+    if not isinstance(format_weight, (int, float)) or isinstance(format_weight, bool):
+        raise ValueError(f"reward {NAME!r}: format_weight must be a number, got {format_weight!r}")
     size = len(completions)
     golds = _column(NAME, columns, "gold_judgement", size)
     token_pairs = _column(NAME, columns, "answer_tokens", size)
     rewards = []
     for completion, gold, tokens in zip(completions, golds, token_pairs, strict=True):
-        relevant = _gold(gold, tokens)
-        parsed = parse_judgement(completion_text(completion), tokens)
-        rewards.append(1.0 if parsed.ok and parsed.value == relevant else 0.0)
+        relevant, text = _gold(gold, tokens), completion_text(completion)
+        parsed = parse_judgement(text, tokens)
+        correct = 1.0 if parsed.ok and parsed.value == relevant else 0.0
+        rewards.append(correct + (format_weight if is_bare_judgement(text, tokens) else 0.0))
     return rewards
 
 

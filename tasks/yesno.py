@@ -116,6 +116,17 @@ def parse_judgement(text: str, answer_tokens: Sequence[str]) -> Parsed:
     return Parsed(reason="not_a_judgement")
 
 
+def is_bare_judgement(text: str, answer_tokens: Sequence[str]) -> bool:
+    """Whether ``text`` is one answer token and nothing else (case-insensitive; surrounding whitespace and an
+    optional leading ``<think>...</think>`` allowed): an output in the finite set {relevant, not relevant}
+    that ProRank's prompt warm-up asks for (arXiv 2506.03487). Never raises."""
+    if not isinstance(text, str):
+        return False
+    think = _LEADING_THINK.match(text)
+    answer = text[think.end() if think else 0 :].strip().lower()
+    return answer in {token.lower() for token in answer_tokens}
+
+
 @dataclass(frozen=True)
 class YesNoTask(RankingTask):
     """Pointwise relevance judgement with a two-token answer (module docstring).

@@ -16,7 +16,8 @@ import yaml
 from data_synth.config import load_config
 from rankrl.cli import main
 
-RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes/synth").glob("*.yaml"))
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = sorted([*ROOT.glob("recipes/synth/*.yaml"), *ROOT.glob("recipes/*/synth.yaml")])
 CORPUS = [{"_id": "d1", "title": "", "text": "fleas live a year"}, {"_id": "d2", "text": "cats purr"}]
 QUERIES = [{"_id": "q1", "text": "how long do fleas live"}]
 
@@ -109,7 +110,7 @@ def test_a_good_beir_folder_dry_runs(tmp_path, capsys):
     assert "task setwise: 1 input rows -> 1 prompts x 1 samples = 1 requests" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("recipe", RECIPES, ids=lambda path: path.stem)
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda path: f"{path.parent.name}/{path.stem}")
 def test_shipped_recipes_load(recipe):
     config = load_config(recipe)
     assert config.model and config.output_dir

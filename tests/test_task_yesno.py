@@ -263,6 +263,51 @@ def test_hf_scoring_equals_a_manual_forward_pass(tiny):
         assert samples[0].text == ("yes" if logp_yes >= logp_no else "no")
 
 
+def _embedded_shapes(model, run) -> list[tuple[int, ...]]:
+    """The ``input_ids`` shape of every forward pass ``run()`` makes through ``model``."""
+    shapes = []
+    hook = model.get_input_embeddings().register_forward_hook(
+        lambda module, inputs, output: shapes.append(tuple(inputs[0].shape))
+    )
+    try:
+        run()
+    finally:
+        hook.remove()
+    return shapes
+
+
+def test_hf_scoring_runs_a_batch_shared_prefix_once_and_keeps_the_input_order(tiny):
+    model, tokenizer = tiny
+    task = get_task("yesno")
+    other = {**ROW, "query_id": "q2", "query": "do cats groom"}
+    examples = [_pair(task, "d1"), task.pair_example(other, ROW["candidates"][1]), _pair(task, "d3")]
+    prompts = [task.scoring_prompt(example) for example in examples + examples[:1]]  # the last repeats one
+    encoded = [encode_prompt(tokenizer, messages) for messages in prompts]
+    assert len({len(ids) for ids in encoded}) == 3  # unsorted lengths: the backend reorders them
+    yes, no = tokenizer.convert_tokens_to_ids(["yes", "no"])
+    with torch.no_grad():
+        last = [model(torch.tensor([ids])).logits[0, -1] for ids in encoded]
+    alone = [(logits[yes] - logits[no]).item() for logits in last]
+    sampling = Sampling(score_tokens=("yes", "no"))
+    generations = []
+    shapes = _embedded_shapes(
+        model,
+        lambda: generations.extend(HFBackend(model, tokenizer, batch_size=4).generate(prompts, sampling)),
+    )
+    scores = [samples[0].candidate_logprobs[0] - samples[0].candidate_logprobs[1] for samples in generations]
+    assert scores == pytest.approx(alone, abs=1e-4)
+    # the two queries share the system turn, the instruction and "<Query>:", not the query's words
+    shared = next(i for i, tokens in enumerate(zip(*encoded, strict=False)) if len(set(tokens)) > 1)
+    system = tokenizer.apply_chat_template(prompts[0][:1], tokenize=True, return_dict=True)["input_ids"]
+    assert shared > len(system)
+    assert shapes == [(1, shared), (4, max(map(len, encoded)) - shared)]
+    # identical prompts share all but their last token, which gives the answer position
+    twice = _embedded_shapes(
+        model, lambda: HFBackend(model, tokenizer, 2).generate(prompts[:1] * 2, sampling)
+    )
+    assert twice == [(1, len(encoded[0]) - 1), (2, 1)]
+
+
 def test_score_tokens_must_be_single_tokens_and_a_function_backend_needs_a_scorer(tiny):
     model, tokenizer = tiny
     prompt = [{"role": "user", "content": "fleas"}]
