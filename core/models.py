@@ -109,6 +109,7 @@ def load_model(model_args: ModelConfig) -> PreTrainedModel:
             from peft import AutoPeftModelForCausalLM
 
             model = AutoPeftModelForCausalLM.from_pretrained(path, **kwargs).merge_and_unload()
+            model.requires_grad_(True)  # PEFT froze the base weights; a full fine-tune from here trains them
             setattr(model, _MERGED_FROM, path)
             return model
         return AutoModelForCausalLM.from_pretrained(path, **kwargs)

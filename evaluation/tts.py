@@ -104,7 +104,7 @@ class BudgetForcing:
     answer_tokens: int = 32
 
 
-def _prefilled(prompt: Messages, text: str) -> Messages:
+def prefilled(prompt: Messages, text: str) -> Messages:
     """``prompt`` with the assistant's reply started as ``text`` (a backend prefill)."""
     return [*prompt, {"role": "assistant", "content": text}] if text else list(prompt)
 
@@ -130,7 +130,7 @@ def budget_force(
             by_budget[forcing.budget - spent[i]].append(i)
         active = []
         for remaining, members in by_budget.items():
-            prompts_now = [_prefilled(prompts[i], thinking[i]) for i in members]
+            prompts_now = [prefilled(prompts[i], thinking[i]) for i in members]
             generated = backend.generate(prompts_now, replace(one, max_new_tokens=remaining))
             for i, (generation, *_) in zip(members, generated, strict=True):
                 spent[i] += generation.num_tokens
@@ -141,9 +141,7 @@ def budget_force(
                     thinking[i] += forcing.wait
                     waits[i] += 1
                     active.append(i)
-    forced = [
-        _prefilled(prompt, text + forcing.force) for prompt, text in zip(prompts, thinking, strict=True)
-    ]
+    forced = [prefilled(prompt, text + forcing.force) for prompt, text in zip(prompts, thinking, strict=True)]
     answers = backend.generate(forced, replace(one, max_new_tokens=forcing.answer_tokens))
     samples = []
     for text, tokens, (answer, *_) in zip(thinking, spent, answers, strict=True):

@@ -3,7 +3,9 @@
 :func:`sweep` applies every rule of :data:`~evaluation.tts.RULES` to the *first n* samples of each problem
 for every n, beside the oracle ``pass@n`` (a correct answer among the first n), so one pass of max(n)
 samples serves the whole sweep; a prediction is right when it is equivalent to the reference
-(:func:`tasks.answers.answers_match`: same normal form, or equal under math-verify). :func:`with_latency`
+(:func:`tasks.answers.answers_match`: same normal form, or equal under math-verify). :func:`pass_at_k_rows`
+adds ``pass@k`` for every k of n_values, Chen et al.'s (2021, arXiv 2107.03374) unbiased estimate from all N
+samples of a problem (:func:`pass_at_k`; at k = 1, the mean accuracy of a sample). :func:`with_latency`
 adds the cost columns; :func:`write_table` writes ``tts.csv`` and ``tts.md``; :func:`write_plot` draws
 accuracy against n and against generated tokens per problem (``tts.png``).
 """
@@ -11,6 +13,7 @@ accuracy against n and against generated tokens per problem (``tts.png``).
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from evaluation.tts import RULES, Sample
 from tasks.answers import answers_match
 
 ORACLE = "pass@n"
+PASS_AT_K = "pass@k"
 COLUMNS = (
     "strategy", "n", "budget", "accuracy", "correct", "problems", "unparseable",
     "tokens_per_problem", "latency_s_per_problem", "problems_per_s",
@@ -75,6 +79,43 @@ def sweep(
     return rows
 
 
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Chen et al.'s unbiased pass@k from ``n`` samples of which ``c`` are correct: 1 − C(n−c, k) / C(n, k),
+    the chance that k of the n drawn without replacement hold a correct one."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def pass_at_k_rows(
+    samples: Sequence[Sequence[Sample]], references: Sequence[str], n_values: Sequence[int]
+) -> list[dict[str, Any]]:
+    """One ``pass@k`` row per k of ``n_values``: :func:`pass_at_k` from all of a problem's samples, averaged
+    over problems (``correct`` is its sum, the expected number solved); tokens per problem are k times the
+    mean tokens of a sample."""
+    correct = [
+        sum(answers_match(s.answer, ref) for s in mine) for mine, ref in zip(samples, references, strict=True)
+    ]
+    mean_tokens = [sum(s.num_tokens for s in mine) / max(len(mine), 1) for mine in samples]
+    problems = max(len(samples), 1)
+    rows = []
+    for k in n_values:
+        solved = sum(pass_at_k(len(mine), c, k) for mine, c in zip(samples, correct, strict=True))
+        rows.append(
+            {
+                "strategy": PASS_AT_K,
+                "n": k,
+                "budget": None,
+                "accuracy": solved / problems,
+                "correct": solved,
+                "problems": len(samples),
+                "unparseable": None,
+                "tokens_per_problem": k * sum(mean_tokens) / problems,
+            }
+        )
+    return rows
+
+
 def with_latency(row: dict[str, Any], seconds: float) -> dict[str, Any]:
     """``row`` with latency per problem and problems per second for ``seconds`` spent on all its problems."""
     per_problem = seconds / max(row["problems"], 1)
@@ -117,7 +158,7 @@ def write_plot(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     figure, (by_n, by_tokens) = plt.subplots(1, 2, figsize=(11, 4.2))
     for name in dict.fromkeys(row["strategy"] for row in rows):
         mine = [row for row in rows if row["strategy"] == name]
-        style = {"linestyle": "--" if name == ORACLE else "-", "marker": "o", "label": name}
+        style = {"linestyle": "--" if name in (ORACLE, PASS_AT_K) else "-", "marker": "o", "label": name}
         if name != "budget_forcing":
             by_n.plot([r["n"] for r in mine], [r["accuracy"] for r in mine], **style)
         by_tokens.plot([r["tokens_per_problem"] for r in mine], [r["accuracy"] for r in mine], **style)

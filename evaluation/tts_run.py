@@ -7,8 +7,12 @@ Steps: load the problems (:func:`core.data.load_dataset_file`, kind ``reasoning`
 ``generate`` call, score them when a scorer is set (:mod:`~evaluation.tts_score`) and run budget forcing
 once per budget, appending each problem's samples and budget-forced completions to ``cache.jsonl``
 (:class:`~evaluation.cache.RecordCache`); sweep the rules over sample prefixes
-(:func:`~evaluation.tts_report.sweep`); write ``tts.csv``, ``tts.md`` (also printed), ``tts.png``,
-``samples.jsonl`` and ``manifest.json``.
+(:func:`~evaluation.tts_report.sweep`) and add the unbiased pass@k of every k in n_values
+(:func:`~evaluation.tts_report.pass_at_k_rows`); write ``tts.csv``, ``tts.md`` (also printed), ``tts.png``,
+``samples.jsonl`` and ``manifest.json``. With ``regret_cutoffs``, each chunk also forces the first
+``regret_traces`` samples of each problem to answer after every episode (MRT's regret,
+:mod:`~evaluation.tts_regret`), and ``regret.json``, ``regret.md`` (also printed) and ``regret.png`` hold
+the normalised regret at each cutoff.
 
 Resume: the cache's fingerprint covers everything that decides a record (model, backend, the problems and
 their prompts, sampling, seed, chunk and batch sizes, scorer, budget-forcing texts); with ``resume`` a rerun
@@ -28,7 +32,7 @@ import argparse
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -43,8 +47,10 @@ from evaluation.cache import RecordCache, fingerprint
 from evaluation.inputs import sha256
 from evaluation.runner import load_backend, package_versions
 from evaluation.tts import RULES, SCORED_RULES, BudgetForcing, Sample, budget_force, sample_problems
+from evaluation.tts_regret import Regret, regret_markdown, regret_records, regret_rows, write_regret
 from evaluation.tts_report import (
     markdown_table,
+    pass_at_k_rows,
     score_row,
     sweep,
     with_latency,
@@ -90,6 +96,17 @@ class TTSConfig:
     end_think: str = described("Budget forcing: the model's end-of-thinking marker.", "</think>")
     force_text: str = described("Budget forcing: appended to end thinking.", "\n</think>\n\nFinal answer:")
     answer_tokens: int = described("Budget forcing: tokens of the final answer after force_text.", 32)
+    regret_cutoffs: list[int] = described(
+        "MRT regret (arXiv 2503.07572 §6): token cutoffs C of the normalised regret 1 - area/C of pass@1 "
+        "against tokens when stopped after each episode (the paper: 4096, 8192, 12288, 16384; empty: off).",
+        default_factory=list,
+    )
+    regret_traces: int = described("MRT regret: the first N samples of a problem evaluated (paper: 16).", 16)
+    regret_samples: int = described("MRT regret: forced answers per prefix, K (paper: 8).", 8)
+    regret_max_new_tokens: int = described(
+        "MRT regret: tokens per forced answer, at most max_new_tokens (paper: 4096).", 4096
+    )
+    regret_group_size: int = described("MRT regret: episodes merged into one point (paper: 10).", 10)
     max_new_tokens: int = described("Tokens per sampled completion.", 1024)
     temperature: float = described("Sampling temperature (> 0 when any n > 1).", 0.7)
     top_p: float = described("Nucleus sampling p.", 0.95)
@@ -108,7 +125,7 @@ class TTSConfig:
     dtype: str = described("Model dtype: auto, bfloat16, float16 or float32.", "auto")
 
     def __post_init__(self) -> None:
-        for name in ("n_values", "budgets"):
+        for name in ("n_values", "budgets", "regret_cutoffs"):
             values = getattr(self, name)
             if any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in values):
                 raise ValueError(f"{name} must be positive integers, got {values}")
@@ -124,6 +141,8 @@ class TTSConfig:
             raise ValueError(f"strategy {needs[0]!r} needs a scorer: set reward or reward_model")
         if self.temperature <= 0 and max(self.n_values, default=1) > 1:
             raise ValueError("temperature 0 makes the n samples identical; set temperature > 0")
+        if self.regret_cutoffs and not self.n_values:
+            raise ValueError("regret_cutoffs evaluates sampled traces: set n_values")
         if self.problems_per_batch <= 0:
             raise ValueError(f"problems_per_batch must be positive, got {self.problems_per_batch}")
         get_task("math", **self.task_args)  # an unknown option is a one-line error before any work
@@ -131,6 +150,12 @@ class TTSConfig:
     def sampling(self, num_samples: int) -> Sampling:
         """The decoding settings for ``num_samples`` samples per prompt."""
         return Sampling(self.max_new_tokens, self.temperature, self.top_p, self.sample_top_k, num_samples)
+
+    def regret(self) -> Regret:
+        """MRT's regret curves with this config's settings (forced answers sampled as the samples are)."""
+        budget = min(self.regret_max_new_tokens, self.max_new_tokens)
+        sampling = replace(self.sampling(self.regret_samples), max_new_tokens=budget)
+        return Regret(self.regret_traces, sampling, self.end_think, self.regret_group_size)
 
     def forcing(self, budget: int) -> BudgetForcing:
         """Budget forcing at ``budget`` thinking tokens with this config's texts."""
@@ -180,7 +205,8 @@ def run_tts(
     table = []
     if config.n_values:
         samples, scores, cost = _sampled(records["samples"], scorer is not None, config)
-        table += _timed(sweep(samples, scores, references, config.n_values, config.strategies), cost, config)
+        rows = sweep(samples, scores, references, config.n_values, config.strategies)
+        table += _timed(rows + pass_at_k_rows(samples, references, config.n_values), cost, config)
     forced = {budget: records[f"budget_{budget}"] for budget in config.budgets}
     table += [_forced_row(budget, done, references) for budget, done in forced.items()]
     write_table(out, table)
@@ -199,17 +225,27 @@ def run_tts(
         "table": table,
         "versions": package_versions(),
     }
+    if config.regret_cutoffs:
+        done = records[_regret_step(config)]
+        curves = [record["curves"] for record in done]
+        manifest["regret"] = regret_rows(curves, config.regret_cutoffs)
+        manifest["cost"]["regret_s"] = sum(record["seconds"] for record in done)
+        write_regret(out, manifest["regret"], curves)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str), encoding="utf-8")
     print(markdown_table(table))
+    if config.regret_cutoffs:
+        print(regret_markdown(manifest["regret"]))
     return manifest
 
 
 # Settings that decide no cached record: where the inputs are and the task's options (their rows and
 # prompts are hashed instead), which rules and n the report shows (max(n_values) is in the sampling), which
-# budgets run (records are per budget) and what is written.
+# budgets run (records are per budget), the regret settings (records are per setting; cutoffs apply to the
+# cached curves) and what is written.
 UNCACHED = (
     "dataset", "split", "problem_field", "answer_field", "max_problems", "task_args", "output_dir",
-    "n_values", "strategies", "budgets", "save_samples", "resume",
+    "n_values", "strategies", "budgets", "save_samples", "resume", "regret_cutoffs", "regret_traces",
+    "regret_samples", "regret_max_new_tokens", "regret_group_size",
 )  # fmt: skip
 
 Step = Callable[[list[int]], list[dict[str, Any]]]
@@ -251,6 +287,10 @@ def _generate(
         steps["samples"] = partial(_sample_chunk, config, backend, scorer, problems, prompts)
     for budget in config.budgets:
         steps[f"budget_{budget}"] = partial(_force_chunk, config, backend, prompts, budget)
+    if config.regret_cutoffs:  # after "samples": it reads the chunk's cached samples
+        steps[_regret_step(config)] = partial(
+            _regret_chunk, config.regret(), backend, prompts, problems, cache
+        )
     size = config.problems_per_batch
     for number, start in enumerate(range(0, len(problems), size)):
         chunk = list(range(start, min(start + size, len(problems))))
@@ -297,6 +337,25 @@ def _force_chunk(
     done = budget_force(backend, [prompts[i] for i in chunk], config.forcing(budget), config.sampling(1))
     seconds = (time.perf_counter() - start) / len(chunk)
     return [{"sample": asdict(sample), "seconds": seconds} for sample in done]
+
+
+def _regret_step(config: TTSConfig) -> str:
+    """The cache step of the regret curves: one per regret setting."""
+    return f"regret_{fingerprint(asdict(config.regret()))[:12]}"
+
+
+def _regret_chunk(
+    regret: Regret,
+    backend: GenerationBackend,
+    prompts: Sequence[Messages],
+    problems: Sequence[Mapping[str, Any]],
+    cache: RecordCache,
+    chunk: list[int],
+) -> list[dict[str, Any]]:
+    """The regret curves of the first ``regret.traces`` cached samples of each problem of ``chunk``."""
+    samples = [[Sample(**s) for s in cache.done[f"samples/{i}"]["samples"]] for i in chunk]
+    references = [problems[i]["answer"] for i in chunk]
+    return regret_records(backend, [prompts[i] for i in chunk], samples, references, regret)
 
 
 def _sampled(

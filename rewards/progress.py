@@ -14,6 +14,9 @@ prompt: K samples per completion plus K per prompt instead of (k+1)·K per compl
 constant, which GRPO's group-normalised advantage cancels; it is kept so the reward is exactly the value
 above. The ``termination`` variant is MRT's README form A = R − R_termination: reward = outcome − α · J_j*
 with j* a uniformly drawn episode boundary (0..k−1) of the completion, "continuing beat stopping here".
+The same baseline as an advantage, A = R − J_j* on the tokens after z_{0:j*} (GRPO's ``advantage:
+termination``, :mod:`trainers.grpo`), draws its prefix with :func:`termination_prefix` and estimates J with
+:func:`distinct_success`.
 
 The sampler is injected (``generate``, :class:`rewards.groups.Generate`): under rankrl's GRPO trainer it is
 the policy being trained (HF ``generate`` or vLLM), called once per reward invocation on every process, with
@@ -112,6 +115,37 @@ def estimate_success(
     ]
 
 
+def distinct_success(
+    generate: Generate, requests: Sequence[tuple[Any, str, str]], **settings: Any
+) -> list[float]:
+    """J for each ``(prompt, prefix, reference answer)`` request by :func:`estimate_success` (``settings`` are
+    its keywords), sampling a request shared by several entries once."""
+    distinct = {repr(request): request for request in requests}  # repr: chat prompts are unhashable lists
+    success = estimate_success(
+        generate,
+        [prompt for prompt, _, _ in distinct.values()],
+        [prefix for _, prefix, _ in distinct.values()],
+        [reference for _, _, reference in distinct.values()],
+        **settings,
+    )
+    by_request = dict(zip(distinct, success, strict=True))
+    return [by_request[repr(request)] for request in requests]
+
+
+def termination_prefix(
+    text: str,
+    rng: random.Random,
+    markers: Sequence[str] = MARKERS,
+    min_gap: int = 2,
+    group_size: int = 10,
+) -> str:
+    """z_{0:j*} of a completion, j* drawn uniformly from its episode boundaries 0..k−1: where the meta-prover
+    is forced to stop for the termination baseline. A prefix of ``text``; empty (j* = 0) when the reasoning
+    has one episode or none."""
+    episodes = segment_episodes(thinking_part(text), markers, min_gap, group_size)
+    return episode_prefixes(episodes)[_boundary(episodes, rng)]
+
+
 @register_reward("mrt_progress", uses_generator=True)
 def mrt_progress_reward(
     completions: list[Any],
@@ -152,13 +186,9 @@ def mrt_progress_reward(
         for row, parts in enumerate(episodes)
         for prefix in _prefixes(parts, variant, rng)
     ]
-    distinct = {repr(pair): pair for _, pair in needed}  # keyed by repr: chat prompts are unhashable lists
-    slot = {key: index for index, key in enumerate(distinct)}
-    success = estimate_success(
+    success = distinct_success(
         generate,
-        [prompt for prompt, _, _ in distinct.values()],
-        [prefix for _, prefix, _ in distinct.values()],
-        [reference for _, _, reference in distinct.values()],
+        [request for _, request in needed],
         stop_template=stop_template,
         num_samples=num_samples,
         temperature=temperature,
@@ -166,8 +196,8 @@ def mrt_progress_reward(
         max_new_tokens=max_new_tokens,
     )
     per_row: list[list[float]] = [[] for _ in range(size)]
-    for row, pair in needed:
-        per_row[row].append(success[slot[repr(pair)]])
+    for (row, _), value in zip(needed, success, strict=True):
+        per_row[row].append(value)
     outcomes = answer_match_reward(completions, answer=references)
     bonus = [j[-1] - j[0] if variant == "progress" else -j[0] for j in per_row]
     _log(columns.get("log_metric"), per_row, bonus, episodes)
@@ -178,9 +208,12 @@ def _prefixes(episodes: list[str], variant: str, rng: random.Random) -> list[str
     """The prefixes whose J the reward needs: z_{0:0} and z_{0:k} (``progress``: Σ_j r_j = J_k − J_0) or one
     z_{0:j*}, j* drawn from 0..k−1 (``termination``)."""
     options = episode_prefixes(episodes)
-    return (
-        [options[0], options[-1]] if variant == "progress" else [options[rng.randrange(len(episodes) or 1)]]
-    )
+    return [options[0], options[-1]] if variant == "progress" else [options[_boundary(episodes, rng)]]
+
+
+def _boundary(episodes: Sequence[str], rng: random.Random) -> int:
+    """j* drawn uniformly from the episode boundaries 0..k−1 (0 when there is no episode)."""
+    return rng.randrange(len(episodes) or 1)
 
 
 def _log(log_metric: Any, success: list[list[float]], bonus: list[float], episodes: list[list[str]]) -> None:

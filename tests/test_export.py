@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from peft import PeftModel
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 from trl import ModelConfig
 
@@ -122,6 +123,16 @@ def test_lora_on_a_lora_stage_keeps_the_whole_chain(workspace, tmp_path):
     for model in (AutoModelForCausalLM.from_pretrained(tmp_path / "merged"), loaded):
         diff = (_logits(model, ids) - expected).abs().max().item()
         assert diff < 1e-5, diff
+
+
+def test_full_fine_tuning_from_an_adapter_folder_trains_the_merged_weights(workspace, tmp_path):
+    _train(workspace, tmp_path / "sft")
+    merged = load_model(ModelConfig(model_name_or_path=str(tmp_path / "sft"), dtype="float32"))
+    assert all(parameter.requires_grad for parameter in merged.parameters())  # PEFT had frozen them
+    _train(workspace, tmp_path / "full", model_name_or_path=str(tmp_path / "sft"), use_peft=False)
+    full = load_file(tmp_path / "full" / "model.safetensors")
+    start = merged.state_dict()
+    assert any(not torch.equal(full[name], start[name]) for name in full if name in start)
 
 
 def test_qlora_cannot_start_from_an_adapter_folder(workspace, tmp_path):

@@ -136,10 +136,15 @@ def test_two_processes_score_groups_as_one_process(workspace, tmp_path):
         assert logged["mrt/bonus"] == pytest.approx(logged["mrt/J_last"] - logged["mrt/J_first"], abs=1e-6)
 
 
-def test_query_grouped_sampler_rejects_uneven_queries():
-    with pytest.raises(ValueError, match=r"same number of rows for every query_id.*\[1, 2\]"):
-        QueryGroupedRepeatSampler(list(range(3)), ["a", "a", "b"], mini_repeat_count=2, batch_size=2)
-    with pytest.raises(ValueError, match="dividing the 4 prompts"):
+def test_query_grouped_sampler_keeps_the_common_query_size_and_counts_the_rest(caplog):
+    # Queries a, c have 2 rows, b has 1, d has 3: a and c fill batches of 2; b and d are left out, counted.
+    query_ids = ["a", "a", "b", "c", "c", "d", "d", "d"]
+    options = {"mini_repeat_count": 1, "batch_size": 2, "shuffle": False}
+    with caplog.at_level("WARNING"):
+        sampler = QueryGroupedRepeatSampler(list(range(8)), query_ids, **options)
+    assert list(sampler) == [0, 1, 3, 4]
+    assert "2 of 4 queries do not have 2 rows (found [1, 2, 3])" in caplog.text
+    with pytest.raises(ValueError, match=r"divides the 4 prompts.*found queries with \[3\] rows"):
         QueryGroupedRepeatSampler(list(range(6)), ["a"] * 3 + ["b"] * 3, mini_repeat_count=2, batch_size=4)
 
 

@@ -25,6 +25,7 @@ from trl.generation import vllm_generation
 from trl.trainer.utils import RepeatSampler
 
 from core.tiny import build_tiny_model
+from trainers.dco import dco_loss
 from trainers.policy_sampler import PolicySampler
 from trainers.trl_overrides import (
     TRAINER_KWARGS,
@@ -32,6 +33,7 @@ from trainers.trl_overrides import (
     EpochSeededRepeatSampler,
     QueryGroupedRepeatSampler,
     RankRLGRPOTrainer,
+    RankRLSFTTrainer,
     log_metric,
     policy_for_generation,
     render_prompt,
@@ -144,6 +146,70 @@ def test_generate_returns_completion_ids_second():
     assert (
         'num_generations = self.num_generations if mode == "train" else self.num_generations_eval' in source
     )
+
+
+def test_advantages_leave_generate_and_score_once_scored_and_the_loss_takes_per_token_ones():
+    source = _source(GRPOTrainer._generate_and_score_completions)
+    assert source.count("self._calculate_rewards(") == 1  # RankRLGRPOTrainer.scored_batch reads that result
+    # ScoredBatch.rewards is TRL's summed reward: the weights times each reward, NaN-summed per completion.
+    assert (
+        "rewards = (rewards_per_func * self.reward_weights.to(device).unsqueeze(0)).nansum(dim=1)" in source
+    )
+    assert '"advantages": advantages,' in source and '"completion_ids": completion_ids,' in source
+    loss = _source(GRPOTrainer._compute_loss)
+    assert "if advantages.dim() == 1:\n            advantages = advantages.unsqueeze(1)" in loss
+
+
+class AdvantageProbe:
+    """An ``advantage_fn`` that records its batches and returns A[i, t] = (sum of ids_i) mod 7 + t / 10."""
+
+    def __init__(self) -> None:
+        self.batches = []
+
+    @staticmethod
+    def row(ids, width: int) -> list[float]:
+        return [float(sum(ids) % 7) + t / 10 for t in range(width)]
+
+    def __call__(self, batch) -> torch.Tensor:
+        self.batches.append(batch)
+        return torch.tensor([self.row(ids, batch.width) for ids in batch.completion_ids])
+
+
+def test_advantage_fn_sees_trls_rewards_and_its_per_token_advantages_reach_the_loss(tiny_model, tmp_path):
+    probe, seen = AdvantageProbe(), []
+    rows = [{"prompt": prompt, "answer": str(i)} for i, prompt in enumerate(PROMPTS)]
+    trainer = RankRLGRPOTrainer(
+        model=tiny_model,
+        reward_funcs=[_length_reward],
+        args=_grpo_args(tmp_path),
+        train_dataset=Dataset.from_list(rows),
+        advantage_fn=probe,
+    )
+    compute_loss = trainer.compute_loss
+
+    def recording(model, inputs, *args, **kwargs):
+        seen.append({key: inputs[key] for key in ("completion_ids", "completion_mask", "advantages")})
+        return compute_loss(model, inputs, *args, **kwargs)
+
+    trainer.compute_loss = recording
+    trainer.train()
+    [batch] = probe.batches
+    assert batch.rewards.tolist() == [float(len(text)) for text in batch.completions]  # one reward, weight 1
+    logged = next(entry for entry in trainer.state.log_history if "reward" in entry)
+    assert batch.rewards.mean().item() == pytest.approx(logged["reward"])
+    tokenizer = trainer.processing_class
+    assert batch.completions == tokenizer.batch_decode(batch.completion_ids, skip_special_tokens=True)
+    assert all(
+        prompt == PROMPTS[int(answer)]
+        for prompt, answer in zip(batch.prompts, batch.columns["answer"], strict=True)
+    )
+    assert batch.width == max(len(ids) for ids in batch.completion_ids)
+    # TRL shuffles and splits the generation batch before the loss: match rows by their completion ids.
+    [inputs] = seen
+    for ids, mask, advantages in zip(*inputs.values(), strict=True):
+        completion = ids[mask.bool()].tolist()
+        assert completion in batch.completion_ids
+        assert advantages.tolist() == pytest.approx(AdvantageProbe.row(completion, batch.width))
 
 
 def test_train_sampler_is_a_repeat_sampler_with_these_fields():
@@ -278,3 +344,63 @@ def test_policy_sampler_samples_from_trls_vllm_engine_with_the_call_settings(
     assert (params.n, params.temperature, params.top_p, params.max_tokens) == (1, 1.2, 0.9, 5)
     assert samples == [[tokenizer.decode(ids[-3:], skip_special_tokens=True)] * 3 for ids in prompt_ids]
     assert {attribute: getattr(engine, attribute) for attribute in VLLM_SETTINGS.values()} == own
+
+
+SFT_ROWS = [
+    {"prompt": prompt, "completion": [{"role": "assistant", "content": f"[{i + 1}] > [{i}]"}]}
+    for i, prompt in enumerate(PROMPTS)
+]
+
+
+def _sft(tiny_model, output_dir, trainer_class=SFTTrainer, config=None, **kwargs):
+    args = SFTConfig(output_dir=str(output_dir), **{**ONE_CPU_STEP, **(config or {})})
+    return trainer_class(model=tiny_model, args=args, train_dataset=Dataset.from_list(SFT_ROWS), **kwargs)
+
+
+def _completion_nll(trainer, batch) -> torch.Tensor:
+    """Each row's summed negative log-likelihood of its completion tokens, from the model's plain logits."""
+    with torch.no_grad():
+        logits = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    labels = batch["labels"][:, 1:]
+    log_probs = torch.log_softmax(logits[:, :-1].double(), dim=-1)
+    token = log_probs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return -(token * (labels != -100)).sum(dim=-1)
+
+
+def test_dco_reads_the_token_log_probs_of_trls_own_forward(tiny_model, tmp_path):
+    plain = _sft(tiny_model, tmp_path / "ce")
+    batch = plain.data_collator([plain.train_dataset[i] for i in range(len(SFT_ROWS))])
+    tokens = (batch["labels"][:, 1:] != -100).sum()
+    nll = _completion_nll(plain, batch)
+    cross_entropy = plain.compute_loss(plain.model, dict(batch)).item()
+    assert cross_entropy == pytest.approx(nll.sum().item() / tokens.item(), rel=1e-5)  # TRL's mean token NLL
+    for n, granularity, expected in [
+        (1, "token", cross_entropy),
+        (1, "sequence", nll.mean().item()),
+        (4, "sequence", dco_loss(-nll, 4).mean().item()),
+    ]:
+        trainer = _sft(
+            tiny_model, tmp_path / f"{granularity}{n}", RankRLSFTTrainer, dco_n=n, dco_granularity=granularity
+        )
+        loss = trainer.compute_loss(trainer.model, dict(batch))
+        assert loss.requires_grad and loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_dco_sequence_loss_is_the_step_mean_under_gradient_accumulation(tiny_model, tmp_path):
+    accumulate = {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 2}
+    trainer = _sft(tiny_model, tmp_path, RankRLSFTTrainer, accumulate, dco_n=1, dco_granularity="sequence")
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(SFT_ROWS))])
+    nll = _completion_nll(trainer, batch)  # the step's four completions, before its update
+    trainer.train()
+    logged = next(entry for entry in trainer.state.log_history if "loss" in entry)
+    assert logged["loss"] == pytest.approx(nll.mean().item(), rel=1e-4)
+    assert logged["dco/factor"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("config", "clash"),
+    [({"loss_type": "dft"}, "loss_type"), ({"label_smoothing_factor": 0.1}, "label_smoothing_factor")],
+)
+def test_dco_refuses_the_settings_that_replace_its_loss(tiny_model, tmp_path, config, clash):
+    with pytest.raises(ValueError, match=f"DCO replaces the loss.*{clash}"):
+        _sft(tiny_model, tmp_path, RankRLSFTTrainer, config, dco_n=4)

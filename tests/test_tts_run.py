@@ -13,8 +13,10 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from core.generation import encode_prompt
 from core.tiny import build_tiny_model
 from evaluation.runner import load_backend
+from evaluation.tts import prefilled
 from evaluation.tts_report import COLUMNS
 from rankrl.cli import main
+from rewards.progress import thinking_part
 from tasks.math import MathTask
 from tasks.setwise import R1_SYSTEM_PROMPT
 from tests.toy_benchmark import SMALL_MODEL
@@ -62,14 +64,16 @@ def test_tts_on_the_tiny_model_writes_table_plot_samples_and_manifest(models, da
         f"model: {policy}\ndataset: {dataset}\noutput_dir: {out}\nreward_model: {reward}\n"
         "strategies: [majority, weighted, best_of_n, first_finish]\nn_values: [1, 2, 4]\n"
         "max_new_tokens: 12\ntemperature: 1.0\nanswer_tokens: 4\nnum_waits: 1\ndtype: float32\n"
+        "regret_cutoffs: [16, 256]\nregret_traces: 2\nregret_samples: 2\nregret_max_new_tokens: 4\n"
     )
     main(["tts", str(recipe), "budgets=[4,8]"])
-    assert "| strategy | n | budget |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| strategy | n | budget |" in printed and "| cutoff | normalized_area |" in printed
     with open(out / "tts.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert list(rows[0]) == list(COLUMNS)
-    assert len(rows) == 5 * 3 + 2  # four rules and pass@n at each n, one row per budget
-    for name in ("majority", "weighted", "best_of_n", "first_finish", "pass@n"):
+    assert len(rows) == 6 * 3 + 2  # four rules, pass@n and pass@k at each n, one row per budget
+    for name in ("majority", "weighted", "best_of_n", "first_finish", "pass@n", "pass@k"):
         mine = [row for row in rows if row["strategy"] == name]
         tokens = [float(row["tokens_per_problem"]) for row in mine]
         assert [int(row["n"]) for row in mine] == [1, 2, 4] and tokens == sorted(tokens)
@@ -91,6 +95,20 @@ def test_tts_on_the_tiny_model_writes_table_plot_samples_and_manifest(models, da
     assert manifest["cost"]["generated_tokens"] == generated and manifest["inputs"]["problems"] == 3
     assert manifest["sampling"]["num_samples"] == 4 and manifest["config"]["budgets"] == [4, 8]
     assert len(manifest["table"]) == len(rows) and "sha256" in manifest["inputs"]
+    # MRT's regret: the first 2 samples of each problem, forced to answer after each episode (and at the end).
+    regret = json.loads((out / "regret.json").read_text())
+    assert [row["cutoff"] for row in regret["rows"]] == [16, 256] and regret["rows"] == manifest["regret"]
+    assert [len(traces) for traces in regret["curves"]] == [2, 2, 2]
+    # x: the tokens of the prompt and of the reply written so far, plus the forced answers' mean (1 to 4).
+    tokenizer = AutoTokenizer.from_pretrained(policy)
+    for row, record, traces in zip(PROBLEMS, records, regret["curves"], strict=True):
+        prompt = MathTask().prompt(row)
+        for sample, curve in zip(record["samples"][:2], traces, strict=True):
+            whole = prefilled(prompt, thinking_part(sample["text"]).rstrip("\n"))
+            assert len(curve) >= 2 and all(0 <= right <= 1 for _, right in curve)
+            assert 1 <= curve[0][0] - len(encode_prompt(tokenizer, prompt)) <= 4
+            assert 1 <= curve[-1][0] - len(encode_prompt(tokenizer, whole)) <= 4
+    assert (out / "regret.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_hf_backend_continues_an_assistant_prefill(models):

@@ -137,7 +137,7 @@ class ScriptArguments:
 
 def stage_config_types(stage: str) -> tuple[type, ...]:
     """The dataclasses a recipe of ``stage`` is split over; an unknown stage is a one-line error."""
-    from trl import GRPOConfig, ModelConfig, SFTConfig
+    from trl import ModelConfig
 
     if stage not in STAGES:
         raise RecipeError(f"key 'stage' is {stage!r}; expected one of {', '.join(STAGES)}")
@@ -145,7 +145,13 @@ def stage_config_types(stage: str) -> tuple[type, ...]:
         from trainers.score import ScoreConfig
 
         return (ScriptArguments, ScoreConfig, ModelConfig)
-    return (ScriptArguments, GRPOConfig if stage == "grpo" else SFTConfig, ModelConfig)
+    if stage == "sft":
+        from trainers.sft import RankRLSFTConfig
+
+        return (ScriptArguments, RankRLSFTConfig, ModelConfig)
+    from trainers.grpo import RankRLGRPOConfig
+
+    return (ScriptArguments, RankRLGRPOConfig, ModelConfig)
 
 
 def build_stage_configs(config: dict[str, Any], source: str) -> tuple[Any, ...]:

@@ -16,6 +16,14 @@
   (dataset column ``query_id``) in one generation batch.
 - ``_generate`` and ``_calculate_rewards`` are timed into :attr:`RankRLGRPOTrainer.phase_seconds`, read by
   :class:`trainers.throughput.ThroughputCallback`.
+- ``advantage_fn`` (an :data:`AdvantageFn`, e.g. MRT's termination baseline in :mod:`trainers.grpo`)
+  replaces TRL's group-normalised advantages: after ``_generate_and_score_completions`` it gets this
+  process's completions with their weighted reward (a :class:`ScoredBatch`) and returns their advantages,
+  one per completion (B,) or one per completion token (B, T), which TRL's loss takes as they are.
+
+:class:`RankRLSFTTrainer` is TRL's ``SFTTrainer`` whose loss can be DCO (:mod:`trainers.dco`, ``dco_n``): it
+reads the per-token log-probabilities of TRL's own forward (a forward hook on the model TRL calls) and
+returns DCO in place of cross-entropy, so TRL's metrics and token counts stay as they are.
 
 The other modules reach TRL trainers' internals only through the functions here: :func:`log_metric` and
 :func:`tokens_seen` (used by :mod:`trainers.throughput`; GRPO and SFT), :func:`render_prompt`,
@@ -23,26 +31,37 @@ The other modules reach TRL trainers' internals only through the functions here:
 
 TRL internals relied on: ``_calculate_rewards(inputs, prompts, completions, completion_ids_list)`` calling
 each reward as ``fn(prompts=, completions=, completion_ids=, **columns)`` on the process's slice of the
-generation batch; ``_generate`` returning completion ids second; ``_get_train_sampler`` building a
-``RepeatSampler``; ``num_generations`` / ``num_generations_eval``; ``model.training`` telling the mode; and
-those named in each function's docstring.
+generation batch and returning every process's rewards (one column per reward function, NaN where a reward
+returned None), called once by ``_generate_and_score_completions``, whose output holds this process's
+``advantages`` (B,) and padded ``completion_ids`` (B, T) and whose loss (``_compute_loss``) also takes (B, T)
+advantages; ``reward_weights``; ``_generate`` returning completion ids second; ``_get_train_sampler``
+building a ``RepeatSampler``; ``num_generations`` / ``num_generations_eval``; ``model.training`` telling the
+mode; and those named in each function's docstring.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
 from accelerate.utils import gather_object
-from trl import GRPOTrainer
+from trl import GRPOTrainer, SFTTrainer
 from trl.data_utils import maybe_apply_chat_template
 from trl.models.utils import unwrap_model_for_generation
 from trl.trainer.utils import RepeatSampler
 
 from rewards.groups import Generate, reward_scope
+from rewards.listwise import completion_text
+from trainers.dco import dco_completion_loss
+
+logger = logging.getLogger(__name__)
 
 TRAINER_KWARGS = ("trainer_state", "log_extra", "log_metric", "environments")
 VLLM_SETTINGS = {"temperature": "temperature", "top_p": "top_p", "max_new_tokens": "max_completion_length"}
@@ -146,8 +165,10 @@ class QueryGroupedRepeatSampler(EpochSeededRepeatSampler):
 
     Queries (not rows) are shuffled with TRL's seeded generator; their rows, in dataset order, are laid end
     to end and cut into batches of ``batch_size`` prompts, each prompt repeated ``mini_repeat_count`` (G)
-    times and each batch ``repeat_count`` times, as TRL does. Every query must have the same number of
-    rows and that number must divide ``batch_size``, so no query is ever split across generation batches.
+    times and each batch ``repeat_count`` times, as TRL does. A query's rows must divide ``batch_size``, so
+    no query is ever split across generation batches: the most common such row count is used and queries
+    with another count (a query short of negatives, a teacher answer filtered out) are left out, counted
+    in a warning.
     """
 
     def __init__(self, data_source: Any, query_ids: Sequence[Hashable], **kwargs: Any) -> None:
@@ -155,14 +176,20 @@ class QueryGroupedRepeatSampler(EpochSeededRepeatSampler):
         rows: dict[Hashable, list[int]] = {}
         for row, query_id in enumerate(query_ids):
             rows.setdefault(query_id, []).append(row)
-        self.query_rows = list(rows.values())
-        sizes = {len(members) for members in self.query_rows}
-        if len(sizes) != 1 or self.batch_size % next(iter(sizes)):
+        counts = Counter(len(members) for members in rows.values())
+        usable = [size for size, _ in counts.most_common() if self.batch_size % size == 0]
+        if not usable:
             raise ValueError(
-                f"group_by_query needs the same number of rows for every query_id, dividing the "
-                f"{self.batch_size} prompts of a generation batch (generation_batch_size / num_generations); "
-                f"found queries with {sorted(sizes)} rows"
+                f"group_by_query needs queries whose number of rows divides the {self.batch_size} prompts of "
+                f"a generation batch (generation_batch_size / num_generations); found queries with "
+                f"{sorted(counts)} rows"
             )
+        self.query_rows = [members for members in rows.values() if len(members) == usable[0]]
+        if left_out := len(rows) - len(self.query_rows):
+            logger.warning(
+                "group_by_query: %d of %d queries do not have %d rows (found %s): left out of training",
+                left_out, len(rows), usable[0], sorted(counts),
+            )  # fmt: skip
 
     def __iter__(self):
         order = (
@@ -222,23 +249,63 @@ class GeneratorReward:
         return self.reward(*args, generate=self.sampler, **columns)
 
 
-class RankRLGRPOTrainer(GRPOTrainer):
-    """``GRPOTrainer`` with the group-aware reward protocol, query-grouped batches and phase timers."""
+@dataclass(frozen=True)
+class ScoredBatch:
+    """This process's completions of one generation batch, scored, as an :data:`AdvantageFn` sees them.
 
-    def __init__(self, *args: Any, group_by_query: bool = False, **kwargs: Any) -> None:
+    ``rewards``: each completion's reward as TRL sums it (Σ_f w_f r_f over the reward functions, NaN where
+    every reward returned None); ``columns``: the dataset columns, one entry per completion; ``width``: T of
+    the batch's padded (B, T) completion tensors; ``generate``: the policy sampler (collective: call it
+    exactly once per batch on every process); ``seed``: distinct per step and process; ``log(name, value)``:
+    a metric averaged into the next log entry.
+    """
+
+    prompts: list[Any]
+    completions: list[str]
+    completion_ids: list[list[int]]
+    columns: dict[str, list[Any]]
+    rewards: torch.Tensor
+    width: int
+    tokenizer: Any
+    generate: Generate
+    seed: str
+    log: Callable[[str, float], None]
+
+
+AdvantageFn = Callable[[ScoredBatch], torch.Tensor]
+"""Advantages of a :class:`ScoredBatch`: one per completion (B,) or one per completion token (B, T)."""
+
+
+class RankRLGRPOTrainer(GRPOTrainer):
+    """``GRPOTrainer`` with the group-aware reward protocol, query-grouped batches, phase timers and an
+    optional ``advantage_fn`` in place of GRPO's group-normalised advantages."""
+
+    def __init__(
+        self, *args: Any, group_by_query: bool = False, advantage_fn: AdvantageFn | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.group_by_query = group_by_query
+        self.advantage_fn = advantage_fn
         self.phase_seconds = {"generation": 0.0, "reward": 0.0}
         self.generated_tokens = 0
+        self._scored: tuple[Any, ...] = ()
+        self._sampler: Generate | None = None
         self.reward_funcs = [self._protocol(reward) for reward in self.reward_funcs]
+
+    @property
+    def sampler(self) -> Generate:
+        """The policy sampler handed to ``uses_generator`` rewards and to ``advantage_fn`` (built once)."""
+        if self._sampler is None:
+            from trainers.policy_sampler import PolicySampler  # it imports this module's generation helpers
+
+            self._sampler = PolicySampler(self)
+        return self._sampler
 
     def _protocol(self, reward: Any) -> Any:
         if isinstance(reward, torch.nn.Module):
             return reward
         if getattr(reward, "uses_generator", False):
-            from trainers.policy_sampler import PolicySampler  # it imports this module's generation helpers
-
-            reward = GeneratorReward(reward, PolicySampler(self))
+            reward = GeneratorReward(reward, self.sampler)
         return GatheredReward(reward, self) if reward_scope(reward) != "completion" else reward
 
     def _get_train_sampler(self, dataset: Any = None) -> Any:
@@ -264,8 +331,114 @@ class RankRLGRPOTrainer(GRPOTrainer):
         self.generated_tokens += sum(len(ids) for ids in result[1])
         return result
 
-    def _calculate_rewards(self, *args: Any, **kwargs: Any) -> Any:
+    def _calculate_rewards(
+        self,
+        inputs: list[dict[str, Any]],
+        prompts: list[Any],
+        completions: list[Any],
+        completion_ids_list: Any,
+    ) -> torch.Tensor:
         start = time.perf_counter()
-        result = super()._calculate_rewards(*args, **kwargs)
+        result = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         self.phase_seconds["reward"] += time.perf_counter() - start
+        self._scored = (inputs, prompts, completions, completion_ids_list, result)
         return result
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        output = super()._generate_and_score_completions(inputs)
+        if self.advantage_fn is not None:
+            advantages = self.advantage_fn(self.scored_batch(output["completion_ids"].shape[1]))
+            output["advantages"] = advantages.to(output["advantages"].device, output["advantages"].dtype)
+        return output
+
+    def scored_batch(self, width: int) -> ScoredBatch:
+        """This process's part of the last batch ``_calculate_rewards`` scored (a :class:`ScoredBatch`)."""
+        inputs, prompts, completions, completion_ids, every_process = self._scored
+        start = self.accelerator.process_index * len(prompts)
+        local = every_process[start : start + len(prompts)]
+        rewards = (local * self.reward_weights.to(local.device)).nansum(dim=1)
+        rewards[torch.isnan(local).all(dim=1)] = torch.nan
+        mode = "train" if self.model.training else "eval"
+        return ScoredBatch(
+            prompts=list(prompts),
+            completions=[completion_text(completion) for completion in completions],
+            completion_ids=[list(map(int, ids)) for ids in completion_ids],
+            columns={key: [row.get(key) for row in inputs] for key in inputs[0]} if inputs else {},
+            rewards=rewards,
+            width=width,
+            tokenizer=self.processing_class,
+            generate=self.sampler,
+            seed=f"{self.args.seed}-{self.state.global_step}-{self.accelerator.process_index}",
+            log=partial(log_metric, self, mode),
+        )
+
+
+class RankRLSFTTrainer(SFTTrainer):
+    """``SFTTrainer`` with DCO, −log(1 − (1 − p̂)^N) (:mod:`trainers.dco`), as the loss when ``dco_n`` is set.
+
+    ``token``: the per-token losses are summed and divided by TRL's cross-entropy denominator (the batch's
+    completion tokens, ``num_items_in_batch``, with TRL's scaling across devices), so N = 1 is TRL's loss.
+    ``sequence``: the mean over the micro-batch's completions, divided by the gradient accumulation steps
+    when the Trainer leaves that division to the loss (``num_items_in_batch`` set), as TRL treats its MoE
+    auxiliary loss. Logs ``dco/factor``, the mean weight F(N, p̂) on the cross-entropy gradient.
+
+    Relies on ``SFTTrainer.compute_loss`` calling ``model(**inputs, fused_lm_head=True)`` once with
+    gradients (no ``compute_loss_func`` and no label smoothing, which it refuses), whose output has
+    ``log_probs`` and ``label_mask`` (TRL's ``FusedCausalLMOutput``, zero where the label is -100); on
+    ``aux_loss_enabled`` and ``padding_free`` (SFTTrainer) and ``current_gradient_accumulation_steps``
+    (transformers' Trainer).
+    """
+
+    def __init__(self, *args: Any, dco_n: int | None = None, dco_granularity: str = "sequence", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.dco_n, self.dco_granularity = dco_n, dco_granularity
+        if dco_n is None:
+            return
+        clashes = {
+            "loss_type": self.args.loss_type != "nll",
+            "label_smoothing_factor": self.args.label_smoothing_factor > 0,
+            "compute_loss_func": self.compute_loss_func is not None,
+            "a MoE router auxiliary loss": self.aux_loss_enabled,
+            "packing (sequence granularity)": dco_granularity == "sequence"
+            and (self.args.packing or self.padding_free),
+        }
+        refused = [name for name, clash in clashes.items() if clash]
+        if refused:
+            raise ValueError(
+                f"dco_n is set: DCO replaces the loss, so it cannot be used with {', '.join(refused)}"
+            )
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.dco_n is None:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        result, outputs = self._forward_outputs(model, inputs, return_outputs, num_items_in_batch)
+        total, items, factors = dco_completion_loss(
+            outputs.log_probs, outputs.label_mask, self.dco_n, self.dco_granularity
+        )
+        training = self.model.training
+        log_metric(self, "train" if training else "eval", "dco/factor", (factors / items.clamp(min=1)).item())
+        if self.dco_granularity == "token":
+            count = items if num_items_in_batch is None else num_items_in_batch
+            loss = total / torch.as_tensor(count).clamp(min=1)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * (self.accelerator.num_processes // self.get_tp_size())
+        else:
+            scaled = training and num_items_in_batch is not None  # the Trainer will not divide by the steps
+            loss = total / items.clamp(min=1) / (self.current_gradient_accumulation_steps if scaled else 1)
+        return (loss, result[1]) if return_outputs else loss
+
+    def _forward_outputs(self, model: Any, inputs: Any, *args: Any) -> tuple[Any, Any]:
+        """TRL's ``compute_loss`` result and the output of its fused forward (caught by a forward hook)."""
+        captured: list[Any] = []
+        hook = model.register_forward_hook(lambda module, args, output: captured.append(output))
+        try:
+            result = super().compute_loss(model, inputs, *args)
+        finally:
+            hook.remove()
+        outputs = next((out for out in captured if getattr(out, "log_probs", None) is not None), None)
+        if outputs is None:
+            raise RuntimeError(
+                "DCO found no per-token log_probs in SFTTrainer's forward: TRL's compute_loss changed "
+                "(see tests/test_trl_contract.py)"
+            )
+        return result, outputs
