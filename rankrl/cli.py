@@ -208,8 +208,8 @@ def compare(args: argparse.Namespace) -> None:
     from rankrl.compare import CompareSettings, default_folders, run_comparison
 
     keys = ("train_steps", "rl_steps", "batch_size", "train_rows", "heldout_rows", "seed", "max_new_tokens")
-    keys += ("model", "data", "heldout")
-    settings = CompareSettings(**{key: getattr(args, key) for key in keys})
+    given = {key: getattr(args, key) for key in (*keys, "model", "data", "heldout")}
+    settings = CompareSettings(**{key: value for key, value in given.items() if value is not None})
     run_comparison(args.folders or default_folders(args.root), settings, args.output_dir)
 
 
@@ -294,14 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare_parser.add_argument("folders", nargs="*", help="paper folders (default: every reranking one)")
     compare_parser.add_argument("--root", default="recipes", help="where the default folders are found")
     compare_parser.add_argument("--output-dir", default="outputs/compare", help="work folders and the table")
-    compare_parser.add_argument("--train-steps", type=int, default=300, help="steps per SFT / score stage")
-    compare_parser.add_argument("--rl-steps", type=int, default=20, help="steps per GRPO stage")
-    compare_parser.add_argument(
-        "--batch-size", type=int, default=32, help="examples (GRPO: completions) a step"
-    )
-    compare_parser.add_argument("--train-rows", type=int, default=4000, help="toy training rows")
-    compare_parser.add_argument("--heldout-rows", type=int, default=64, help="held-out toy queries")
-    compare_parser.add_argument("--seed", type=int, default=0, help="seed of the data, model and training")
+    compare_parser.add_argument("--train-steps", type=int, help="steps per SFT / score stage (default 400)")
+    compare_parser.add_argument("--rl-steps", type=int, help="steps per GRPO stage (default 40)")
+    compare_parser.add_argument("--batch-size", type=int, help="examples (GRPO: completions) a step (32)")
+    compare_parser.add_argument("--train-rows", type=int, help="toy training rows (default 4000)")
+    compare_parser.add_argument("--heldout-rows", type=int, help="held-out toy queries (default 64)")
+    compare_parser.add_argument("--seed", type=int, help="seed of the data, model and training (default 0)")
     compare_parser.add_argument("--max-new-tokens", type=int, help="cap (default: longest target + 8)")
     compare_parser.add_argument("--model", help="start checkpoint (default: an untrained tiny model)")
     compare_parser.add_argument("--data", help="ranking rows to train on (default: the toy rows)")

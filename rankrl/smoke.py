@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -67,12 +67,43 @@ def prepare_toy_workspace(
     workspace.train_path.parent.mkdir(parents=True, exist_ok=True)
     write_dataset(train_rows, workspace.train_path, kind=task.row_kind)
     write_dataset(heldout_rows, workspace.heldout_path, kind=task.row_kind)
-    examples, _ = expand_rows(task, train_rows[:TOKENIZER_SAMPLE_ROWS])
-    texts = [
+    texts = tokenizer_texts(task, train_rows)
+    build_tiny_model(workspace.model_dir, texts, spec, phrases=task.template_phrases(), seed=seed)
+    return workspace
+
+
+def tokenizer_texts(task: Task, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The user prompt and target of each of ``task``'s examples of the first rows: what a tiny model's
+    tokenizer is trained on."""
+    examples, _ = expand_rows(task, rows[:TOKENIZER_SAMPLE_ROWS])
+    return [
         "\n".join(m["content"] for m in task.prompt(example) if m["role"] == "user") + task.target(example)
         for example in examples
     ]
-    build_tiny_model(workspace.model_dir, texts, spec, phrases=task.template_phrases(), seed=seed)
+
+
+def prepare_multitask_workspace(
+    workdir: str | Path,
+    tasks: Sequence[Task],
+    num_train: int,
+    num_heldout: int,
+    seed: int = 0,
+    spec: TinyModelSpec | None = None,
+) -> ToyWorkspace:
+    """One workspace for several ranking tasks (``rankrl compare``): the toy ranking rows every ranking task
+    shares, the held-out rows also as a benchmark, and one tiny model whose tokenizer was trained on every
+    task's prompts, targets and template phrases, so each task starts from the same model."""
+    if other := [task.name for task in tasks if task.row_kind != "ranking"]:
+        raise ValueError(f"a multi-task toy workspace holds ranking tasks only; {other[0]!r} is not one")
+    train_rows, heldout_rows = tasks[0].toy_splits(num_train, num_heldout, seed=seed)
+    workspace = ToyWorkspace.under(workdir)
+    workspace.train_path.parent.mkdir(parents=True, exist_ok=True)
+    write_dataset(train_rows, workspace.train_path, kind="ranking")
+    write_dataset(heldout_rows, workspace.heldout_path, kind="ranking")
+    write_benchmark(heldout_rows, workspace.benchmark.folder, tag="toy")
+    texts = [text for task in tasks for text in tokenizer_texts(task, train_rows)]
+    phrases = list(dict.fromkeys(phrase for task in tasks for phrase in task.template_phrases()))
+    build_tiny_model(workspace.model_dir, texts, spec, phrases=phrases, seed=seed)
     return workspace
 
 
@@ -105,7 +136,10 @@ def smoke_settings(command: str, config: Mapping[str, Any], recipe: str) -> dict
     workspace, output = shared_toy_workspace(task), smoke_root() / Path(recipe).stem
     if command == "train":
         stage = str(config.get("stage", "sft"))
-        return smoke_overrides(stage, workspace, output / stage)
+        overrides = smoke_overrides(stage, workspace, output / stage)
+        if config.get("group_by_query"):  # 8 prompts x 2 samples: the toy queries of 8 (or 4, 2) pairs fit
+            overrides["per_device_train_batch_size"] = 16
+        return overrides
     if command == "synth":
         return synth_smoke_overrides(workspace, output / "synth")
     if command == "eval":
