@@ -20,11 +20,14 @@ Scoring instead of generating: with ``Sampling.score_tokens`` (e.g. ``("yes", "n
 forward pass per prompt and returns, in ``Generation.candidate_logprobs``, the log-probability of each of
 those strings as the next token (each must be one token of the tokenizer). Relevance judgements that rank
 by ``logit(yes) - logit(no)`` (monoT5, Qwen3-Reranker, ProRank) read this difference of log-probabilities,
-which equals the difference of logits.
+which equals the difference of logits. The tokens every prompt of a batch starts with (a template's system
+turn and instruction) are run once and their key/value cache is shared by the batch, so each pair costs only
+its own tokens.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -33,8 +36,12 @@ from typing import Protocol
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.integrations import is_deepspeed_zero3_enabled
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 Messages = list[dict[str, str]]  # a chat prompt: {"role": ..., "content": ...} turns
+# The key/value cache's name in a causal LM's forward and output: transformers 5.0's ``past_key_values``
+# became ``cache`` in later 5.x releases, which warn on the old name.
+_CACHE_ARG = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
 
 
 @dataclass(frozen=True)
@@ -141,14 +148,30 @@ class HFBackend:
     def _score_batch(
         self, input_ids: list[list[int]], sampling: Sampling, token_ids: list[int]
     ) -> list[list[Generation]]:
-        """One forward pass: the log-probabilities of ``token_ids`` after each (left-padded) prompt.
+        """The log-probabilities of ``token_ids`` after each prompt: the prompts' common prefix is run once,
+        then one forward pass over the rest of every prompt, left-padded after the shared prefix.
 
-        Position ids count from each prompt's first real token, as ``generate`` counts them, so a padded
-        prompt scores as it does alone.
+        Position ids count from each prompt's first token, as ``generate`` counts them, so a padded prompt
+        scores as it does alone.
         """
-        batch = self.tokenizer.pad({"input_ids": input_ids}, return_tensors="pt").to(self.model.device)
-        positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-        output = self.model(**batch, position_ids=positions, use_cache=False, logits_to_keep=1)
+        device = self.model.device
+        shared = _shared_prefix_length(input_ids)
+        cache = None
+        if shared:
+            prefix = torch.tensor([input_ids[0][:shared]], device=device)
+            cache = getattr(self.model(input_ids=prefix, use_cache=True), _CACHE_ARG)
+            cache.batch_repeat_interleave(len(input_ids))
+        rest = [ids[shared:] for ids in input_ids]
+        batch = self.tokenizer.pad({"input_ids": rest}, return_tensors="pt").to(device)
+        mask = batch["attention_mask"]
+        output = self.model(
+            input_ids=batch["input_ids"],
+            attention_mask=torch.cat([mask.new_ones(len(rest), shared), mask], dim=1),
+            position_ids=shared + (mask.cumsum(-1) - 1).clamp(min=0),
+            use_cache=cache is not None,
+            logits_to_keep=1,
+            **{_CACHE_ARG: cache},
+        )
         logprobs = torch.log_softmax(output.logits[:, -1].float(), dim=-1)[:, token_ids].tolist()
         scored = [scored_generation(sampling.score_tokens, tuple(row)) for row in logprobs]
         return [[generation] * sampling.num_samples for generation in scored]
@@ -194,6 +217,14 @@ def scored_generation(tokens: tuple[str, ...], logprobs: tuple[float, ...]) -> G
 def generate_texts(backend: GenerationBackend, prompts: Sequence[Messages], sampling: Sampling) -> list[str]:
     """The first sample's text for each prompt."""
     return [samples[0].text for samples in backend.generate(prompts, sampling)]
+
+
+def _shared_prefix_length(input_ids: Sequence[Sequence[int]]) -> int:
+    """How many leading tokens all of several prompts share, leaving each at least its last token; 0 for one
+    prompt (nothing to share)."""
+    if len(input_ids) < 2:
+        return 0
+    return min(len(os.path.commonprefix(list(input_ids))), min(map(len, input_ids)) - 1)
 
 
 def _decoding_kwargs(sampling: Sampling) -> dict:
