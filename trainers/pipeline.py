@@ -163,3 +163,14 @@ def run_cli(main: Any, training_config_class: type) -> None:
         if message is None:
             raise
         raise SystemExit(message) from error
+    _end_process_group()
+
+
+def _end_process_group() -> None:
+    """Destroy the process group of a finished launched run before the interpreter exits: a gloo group left to
+    interpreter teardown can abort a rank ("terminate called without an active exception") after its work is
+    saved, failing the launch."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
