@@ -58,3 +58,13 @@ def smollm2_checkpoint(smollm2_gguf: Path, tmp_path_factory: pytest.TempPathFact
     with contextlib.redirect_stdout(io.StringIO()):
         main(["import-gguf", str(smollm2_gguf), str(output)])
     return output
+
+
+@pytest.fixture
+def smoke_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``--smoke`` runs from the repository root (recipes are relative paths), writing under ``tmp_path``,
+    with the Hub kept out; returns ``tmp_path``."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("RANKRL_SMOKE_DIR", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return tmp_path

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
 
 from rankrl.cli import main
 from rankrl.smoke import shared_toy_workspace
 from tasks import get_task
+from tests.checkpoints import model_weights
 from trainers.dco import dco_completion_loss, dco_factor, dco_loss
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,21 +115,14 @@ def test_finite_values_and_gradients_at_both_ends(n):
         assert grad[:2].abs().max().item() == 0.0 and factor[:3].max().item() < 1e-3
 
 
-def _weights(folder: Path) -> dict[str, torch.Tensor]:
-    return AutoModelForCausalLM.from_pretrained(folder).state_dict()
-
-
 @pytest.mark.slow
-def test_sft_with_dco_on_toy_math_lowers_the_loss_and_moves_every_weight(tmp_path, monkeypatch):
-    monkeypatch.chdir(ROOT)
-    monkeypatch.setenv("RANKRL_SMOKE_DIR", str(tmp_path))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_sft_with_dco_on_toy_math_lowers_the_loss_and_moves_every_weight(smoke_dir):
     recipe = "recipes/dco/qwen2.5-1.5b-sft.yaml"  # dco_n 64 per sequence
     steps = ["max_steps=30", "per_device_train_batch_size=12", "learning_rate=3e-3", "logging_steps=5"]
     main(["train", recipe, "--smoke", *steps])
-    folder = tmp_path / "qwen2.5-1.5b-sft"
+    folder = smoke_dir / "qwen2.5-1.5b-sft"
     start = shared_toy_workspace(get_task("math", use_system_prompt=True)).model_dir  # what --smoke trained
-    before, after = _weights(start), _weights(folder / "sft")
+    before, after = model_weights(start), model_weights(folder / "sft")
     assert [name for name in after if torch.equal(after[name], before[name])] == []
     history = json.loads((folder / "sft" / "trainer_state.json").read_text())["log_history"]
     logged = [entry for entry in history if "loss" in entry]

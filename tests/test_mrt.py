@@ -12,13 +12,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 from datasets import Dataset
-from transformers import AutoModelForCausalLM
 
 from core.recipe import RecipeError
 from core.tiny import build_tiny_model
 from rankrl.cli import main
 from rewards import get_reward
 from rewards.progress import STOP_TEMPLATE
+from tests.checkpoints import model_weights
 from trainers.configs import build_stage_configs
 from trainers.grpo import (
     RankRLGRPOConfig,
@@ -184,24 +184,17 @@ def test_advantage_keys_of_a_grpo_recipe(tmp_path):
         build_stage_configs({**recipe, "advantage": "progress"}, "r.yaml")
 
 
-def _weights(folder: Path) -> dict[str, torch.Tensor]:
-    return AutoModelForCausalLM.from_pretrained(folder).state_dict()
-
-
 @pytest.mark.slow
-def test_mrt_recipe_grpo_steps_with_the_termination_baseline_move_the_weights(tmp_path, monkeypatch):
+def test_mrt_recipe_grpo_steps_with_the_termination_baseline_move_the_weights(smoke_dir):
     """SFT on the toy math task (so some answers are right), then the MRT recipe's GRPO stage with --smoke."""
-    monkeypatch.chdir(ROOT)
-    monkeypatch.setenv("RANKRL_SMOKE_DIR", str(tmp_path))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     math = ["task=math", 'task_args={"use_system_prompt": false}']
     sft = ["max_steps=30", "per_device_train_batch_size=12", "learning_rate=3e-3", "logging_steps=5"]
     main(["train", "recipes/demo/sft.yaml", "--smoke", *math, *sft])
-    start = tmp_path / "sft" / "sft"
+    start = smoke_dir / "sft" / "sft"
     grpo = ["num_generations=8", "per_device_train_batch_size=16", "temperature=1.0", "termination_samples=2"]
     main(["train", "recipes/mrt/deepscaler-1.5b-grpo.yaml", "--smoke", f"model_name_or_path={start}", *grpo])
-    output = tmp_path / "deepscaler-1.5b-grpo" / "grpo"
-    before, after = _weights(start), _weights(output)
+    output = smoke_dir / "deepscaler-1.5b-grpo" / "grpo"
+    before, after = model_weights(start), model_weights(output)
     assert [name for name, tensor in after.items() if not torch.equal(tensor, before[name])]
     history = json.loads((output / "trainer_state.json").read_text())["log_history"]
     logged = [entry for entry in history if "mrt/termination_baseline" in entry]

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
 
 from rankrl.cli import main
 from rewards import resolve_rewards
 from tasks import TASKS, get_task
+from tests.checkpoints import model_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 GRPO = ["num_generations=4", "per_device_train_batch_size=8", "temperature=1.0", "max_steps=2"]
@@ -33,10 +33,6 @@ SETTINGS = {  # task -> (task_args, GRPO overrides beyond GRPO)
     "math": ({}, ["num_generations=8", "per_device_train_batch_size=16"]),  # more samples: a spread
 }
 pytestmark = pytest.mark.slow
-
-
-def _weights(folder: Path) -> dict[str, torch.Tensor]:
-    return AutoModelForCausalLM.from_pretrained(folder).state_dict()
 
 
 def _changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> list[str]:
@@ -69,7 +65,7 @@ def trained(request, tmp_path_factory):
 def test_sft_trains_every_weight_and_lowers_the_loss(trained):
     _, folder = trained
     [tiny] = folder.glob("toy-*/tiny-model")  # the smoke workspace's start model
-    before, after = _weights(tiny), _weights(folder / "sft" / "sft")
+    before, after = model_weights(tiny), model_weights(folder / "sft" / "sft")
     assert len(_changed(before, after)) == len(after)
     losses = [entry["loss"] for entry in _history(folder / "sft" / "sft") if "loss" in entry]
     assert len(losses) >= 2 and losses[-1] < losses[0]
@@ -77,7 +73,7 @@ def test_sft_trains_every_weight_and_lowers_the_loss(trained):
 
 def test_grpo_from_sft_moves_the_weights_under_the_task_s_rewards(trained):
     name, folder = trained
-    assert _changed(_weights(folder / "sft" / "sft"), _weights(folder / "grpo" / "grpo"))
+    assert _changed(model_weights(folder / "sft" / "sft"), model_weights(folder / "grpo" / "grpo"))
     history = _history(folder / "grpo" / "grpo")
     _, weights = resolve_rewards(list(get_task(name).default_rewards))
     first = get_task(name).default_rewards[0]
