@@ -32,6 +32,7 @@ RECIPES = Path(__file__).resolve().parent.parent / "recipes" / "demo"
 NUM_TRAIN = 25_600
 NUM_HELDOUT = 1000
 SMOKE_TRAIN, SMOKE_HELDOUT = 256, 32
+EVAL_BATCH = 250  # prompts a generate call: the tiny model's decoding is per-call overhead, not FLOPs
 SMOKE_OVERRIDES = {
     "max_steps": 4,
     "eval_steps_ndcg": 2,
@@ -50,7 +51,8 @@ def _train_stage(stage: ModuleType, recipe: Path, overrides: dict[str, Any]) -> 
 def _evaluate(label: str, model_dir: Path, rows: list[dict], task: Any, console: Console) -> float:
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     strategy = task.strategy(StrategyOptions(max_new_tokens=64))
-    result = evaluate_with_strategy(model, AutoTokenizer.from_pretrained(model_dir), rows, strategy)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    result = evaluate_with_strategy(model, tokenizer, rows, strategy, batch_size=EVAL_BATCH)
     console.print(f"  held-out nDCG@10 {label}: [bold]{result.ndcg:.3f}[/] (repaired: {result.repaired:.1%})")
     return result.ndcg
 

@@ -109,8 +109,7 @@ def train_and_save(trainer: Trainer, script_args: ScriptArguments, task: Task) -
     elif script_args.eval_dataset:
         logger.warning("task %r ranks nothing: evaluate its output with `rankrl tts`", task.name)
     if eval_rows and script_args.eval_steps_ndcg:
-        every = script_args.eval_steps_ndcg
-        trainer.add_callback(RankingEvalCallback(trainer, eval_rows, strategy, every))
+        trainer.add_callback(RankingEvalCallback(trainer, eval_rows, strategy, script_args.eval_steps_ndcg))
     throughput = ThroughputCallback(trainer)
     trainer.add_callback(throughput)
     progress = progress_callbacks(script_args.stage, script_args.rich_progress)
@@ -127,10 +126,13 @@ def train_and_save(trainer: Trainer, script_args: ScriptArguments, task: Task) -
     result = trainer.train(resume_from_checkpoint=checkpoint)
     metrics = {**result.metrics, **throughput.summary}
     trainer.save_model(output_dir)
-    if eval_rows:
+    every = script_args.eval_steps_ndcg
+    if eval_rows and not (every and trainer.state.global_step % every == 0):  # else the callback just did
         final = evaluate_with_strategy(trainer.model, trainer.processing_class, eval_rows, strategy)
-        metrics["eval_ndcg@10"] = final.ndcg
         trainer.log({"eval_ndcg@10": final.ndcg, "eval_repaired": final.repaired})
+    logged = [entry["eval_ndcg@10"] for entry in trainer.state.log_history if "eval_ndcg@10" in entry]
+    if eval_rows and logged:
+        metrics["eval_ndcg@10"] = logged[-1]
     trainer.save_metrics("train", metrics)
     trainer.save_state()  # OUTPUT_DIR/trainer_state.json: the run's whole log history
     return metrics
