@@ -128,12 +128,19 @@ def shared_toy_workspace(task: Task) -> ToyWorkspace:
     return ToyWorkspace.under(folder)
 
 
+def smoke_output(recipe: str | Path) -> Path:
+    """Where ``--smoke`` runs of ``recipe`` write: ``smoke_root()/<recipe's folder>/<recipe name>``, so two
+    papers' recipes of the same name (``reasonrank/qwen2.5-7b-sft.yaml``, ...) keep separate outputs."""
+    path = Path(recipe)
+    return smoke_root() / path.parent.name / path.stem
+
+
 def smoke_settings(command: str, config: Mapping[str, Any], recipe: str) -> dict[str, Any]:
     """Recipe keys that turn ``rankrl COMMAND RECIPE`` (train, synth, eval or tts) into a seconds-long
-    offline run on its task's shared toy workspace, writing under ``smoke_root()/<recipe name>``."""
+    offline run on its task's shared toy workspace, writing under :func:`smoke_output`."""
     default_task = "math" if command == "tts" else "listwise"
     task = get_task(config.get("task") or default_task, **(config.get("task_args") or {}))
-    workspace, output = shared_toy_workspace(task), smoke_root() / Path(recipe).stem
+    workspace, output = shared_toy_workspace(task), smoke_output(recipe)
     if command == "train":
         stage = str(config.get("stage", "sft"))
         overrides = smoke_overrides(stage, workspace, output / stage)

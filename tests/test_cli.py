@@ -136,7 +136,7 @@ def test_missing_command_is_a_usage_error(capsys):
 
 def _output_dir(tmp_path: Path, recipe: str) -> Path:
     stage = yaml.safe_load((ROOT / recipe).read_text())["stage"]
-    return tmp_path / "smoke" / Path(recipe).stem / stage
+    return tmp_path / "smoke" / Path(recipe).parent.name / Path(recipe).stem / stage
 
 
 def test_every_stage_has_a_smoke_recipe():

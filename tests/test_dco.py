@@ -120,7 +120,7 @@ def test_sft_with_dco_on_toy_math_lowers_the_loss_and_moves_every_weight(smoke_d
     recipe = "recipes/dco/qwen2.5-1.5b-sft.yaml"  # dco_n 64 per sequence
     steps = ["max_steps=30", "per_device_train_batch_size=12", "learning_rate=3e-3", "logging_steps=5"]
     main(["train", recipe, "--smoke", *steps])
-    folder = smoke_dir / "qwen2.5-1.5b-sft"
+    folder = smoke_dir / "dco" / "qwen2.5-1.5b-sft"
     start = shared_toy_workspace(get_task("math", use_system_prompt=True)).model_dir  # what --smoke trained
     before, after = model_weights(start), model_weights(folder / "sft")
     assert [name for name in after if torch.equal(after[name], before[name])] == []

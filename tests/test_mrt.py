@@ -190,10 +190,10 @@ def test_mrt_recipe_grpo_steps_with_the_termination_baseline_move_the_weights(sm
     math = ["task=math", 'task_args={"use_system_prompt": false}']
     sft = ["max_steps=30", "per_device_train_batch_size=12", "learning_rate=3e-3", "logging_steps=5"]
     main(["train", "recipes/demo/sft.yaml", "--smoke", *math, *sft])
-    start = smoke_dir / "sft" / "sft"
+    start = smoke_dir / "demo" / "sft" / "sft"
     grpo = ["num_generations=8", "per_device_train_batch_size=16", "temperature=1.0", "termination_samples=2"]
     main(["train", "recipes/mrt/deepscaler-1.5b-grpo.yaml", "--smoke", f"model_name_or_path={start}", *grpo])
-    output = smoke_dir / "deepscaler-1.5b-grpo" / "grpo"
+    output = smoke_dir / "mrt" / "deepscaler-1.5b-grpo" / "grpo"
     before, after = model_weights(start), model_weights(output)
     assert [name for name, tensor in after.items() if not torch.equal(tensor, before[name])]
     history = json.loads((output / "trainer_state.json").read_text())["log_history"]

@@ -108,7 +108,7 @@ def _train(monkeypatch, smoke_dir: Path, **overrides) -> Path:
     monkeypatch.setenv("RANKRL_SMOKE_DIR", str(smoke_dir))
     values = {**OVERRIDES, **overrides}
     cli(["train", RECIPE, "--smoke", *(f"{key}={json.dumps(value)}" for key, value in values.items())])
-    return smoke_dir / "score" / "score"
+    return smoke_dir / "demo" / "score" / "score"
 
 
 def _losses(output_dir: Path, step: int) -> list[float]:
@@ -123,7 +123,7 @@ def trained(tmp_path_factory):
 
 
 def test_smoke_run_changes_every_weight_matrix_and_lowers_the_loss(trained):
-    [tiny] = trained.parent.parent.glob("toy-yesno-*/tiny-model")  # the smoke workspace's start model
+    [tiny] = trained.parents[2].glob("toy-yesno-*/tiny-model")  # the smoke workspace's start model
     base = load_file(tiny / "model.safetensors")
     weights = load_file(trained / "model.safetensors")
     assert all(not torch.equal(base[key], weights[key]) for key in base if base[key].ndim == 2)
@@ -204,8 +204,8 @@ def test_resuming_from_the_middle_checkpoint_ends_with_the_uninterrupted_weights
     """Train 30 steps saving at 15 and 30; drop checkpoint-30 and the final model; the same command resumes
     from checkpoint-15 (mid-epoch: 64 groups, 8 a step) and must end on the same weights."""
     caplog.set_level(logging.INFO, logger="rankrl")
-    resumed = tmp_path / "smoke" / "score" / "score"
-    shutil.copytree(trained.parent.parent, tmp_path / "smoke")
+    resumed = tmp_path / "smoke" / "demo" / "score" / "score"
+    shutil.copytree(trained.parents[2], tmp_path / "smoke")  # the smoke folder
     shutil.rmtree(resumed / "checkpoint-30")
     (resumed / "model.safetensors").unlink()
     _train(monkeypatch, tmp_path / "smoke", resume=True)

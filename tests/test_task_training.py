@@ -57,7 +57,7 @@ def trained(request, tmp_path_factory):
         patch.setenv("HF_HUB_OFFLINE", "1")
         sft = ["max_steps=30", "per_device_train_batch_size=12", "learning_rate=3e-3", "logging_steps=5"]
         main(["train", "recipes/demo/sft.yaml", "--smoke", *args, *sft])
-        start = f"model_name_or_path={folder / 'sft' / 'sft'}"
+        start = f"model_name_or_path={folder / 'demo' / 'sft' / 'sft'}"
         main(["train", "recipes/demo/grpo.yaml", "--smoke", *args, start, "rewards=null", *GRPO, *grpo])
     return name, folder
 
@@ -65,16 +65,17 @@ def trained(request, tmp_path_factory):
 def test_sft_trains_every_weight_and_lowers_the_loss(trained):
     _, folder = trained
     [tiny] = folder.glob("toy-*/tiny-model")  # the smoke workspace's start model
-    before, after = model_weights(tiny), model_weights(folder / "sft" / "sft")
+    before, after = model_weights(tiny), model_weights(folder / "demo" / "sft" / "sft")
     assert len(_changed(before, after)) == len(after)
-    losses = [entry["loss"] for entry in _history(folder / "sft" / "sft") if "loss" in entry]
+    losses = [entry["loss"] for entry in _history(folder / "demo" / "sft" / "sft") if "loss" in entry]
     assert len(losses) >= 2 and losses[-1] < losses[0]
 
 
 def test_grpo_from_sft_moves_the_weights_under_the_task_s_rewards(trained):
     name, folder = trained
-    assert _changed(model_weights(folder / "sft" / "sft"), model_weights(folder / "grpo" / "grpo"))
-    history = _history(folder / "grpo" / "grpo")
+    sft_dir, grpo_dir = folder / "demo" / "sft" / "sft", folder / "demo" / "grpo" / "grpo"
+    assert _changed(model_weights(sft_dir), model_weights(grpo_dir))
+    history = _history(grpo_dir)
     _, weights = resolve_rewards(list(get_task(name).default_rewards))
     first = get_task(name).default_rewards[0]
     reward_name = first if isinstance(first, str) else first["name"]
