@@ -21,10 +21,12 @@ Each real-model step takes seconds on a CPU core, so every run is two steps of t
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
+from datasets import Dataset
 from safetensors.torch import load_file
 from trl import ModelConfig
 
@@ -170,3 +172,15 @@ def test_grpo_moves_a_fresh_adapter_and_its_rollouts_end_at_the_end_token(traine
     assert rollout["rewards/text_length/std"] > 0
     assert rollout["completions/clipped_ratio"] < 1, rollout  # some completion ended at <|im_end|>
     assert 0 < rollout["completions/min_terminated_length"] < SETTINGS[trained["name"]][2]
+
+
+def test_grpo_warns_when_the_completion_budget_cuts_every_answer_before_it_ends(smollm2_checkpoint, caplog):
+    """SmolLM2 spells the yes/no target's empty think block in 8 tokens, so 8 completion tokens never reach
+    the answer: the warning says so before any rollout, and a budget that fits the answer stays silent."""
+    task = get_task("yesno", template="qwen3_reranker", max_passage_words=PASSAGE_WORDS)
+    examples = Dataset.from_list(expand_rows(task, _dl19_rows(4))[0])
+    tokenizer = load_tokenizer(ModelConfig(model_name_or_path=str(smollm2_checkpoint)))
+    with caplog.at_level(logging.WARNING, logger="rankrl"):
+        assert grpo.warn_if_targets_are_cut(task, examples, tokenizer, max_tokens=8)
+        assert not grpo.warn_if_targets_are_cut(task, examples, tokenizer, max_tokens=16)
+    assert [record.getMessage()[:30] for record in caplog.records] == ["max_completion_length 8 is sho"]

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from datasets import Dataset
+from transformers import PreTrainedTokenizerBase
 from trl import GRPOConfig, ModelConfig
 
 from core.recipe import RecipeError, described
@@ -90,8 +91,29 @@ def main(
         train_dataset=grpo_dataset(task, examples),
         **policy(model_args),
     )
+    warn_if_targets_are_cut(task, examples, trainer.processing_class, training_args.max_completion_length)
     train_and_save(trainer, script_args, task)
     return trainer
+
+
+def warn_if_targets_are_cut(
+    task: Task, examples: Dataset, tokenizer: PreTrainedTokenizerBase, max_tokens: int, sample: int = 16
+) -> bool:
+    """Warn (and return True) when even the shortest SFT target of the first ``sample`` examples is longer
+    than ``max_completion_length``: then rollouts are cut before their answer and every reward fails, with
+    nothing in the logs but a zero reward (SmolLM2 spells Qwen's one-token ``<think></think>`` in 8)."""
+    rows = examples.select(range(min(sample, len(examples))))
+    lengths = [len(tokenizer(task.target(row), add_special_tokens=False)["input_ids"]) for row in rows]
+    if not lengths or min(lengths) <= max_tokens:
+        return False
+    logger.warning(
+        "max_completion_length %d is shorter than every one of the first %d SFT targets (the shortest is %d "
+        "tokens): completions will be cut before their answer; raise max_completion_length",
+        max_tokens,
+        len(lengths),
+        min(lengths),
+    )
+    return True
 
 
 def grpo_dataset(task: Task, examples: Dataset) -> Dataset:
