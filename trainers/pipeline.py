@@ -131,7 +131,7 @@ def train_and_save(trainer: Trainer, script_args: ScriptArguments, task: Task) -
         final = evaluate_with_strategy(trainer.model, trainer.processing_class, eval_rows, strategy)
         trainer.log({"eval_ndcg@10": final.ndcg, "eval_repaired": final.repaired})
     logged = [entry["eval_ndcg@10"] for entry in trainer.state.log_history if "eval_ndcg@10" in entry]
-    if eval_rows and logged:
+    if logged:  # the last step's held-out nDCG, from the callback or the evaluation above
         metrics["eval_ndcg@10"] = logged[-1]
     trainer.save_metrics("train", metrics)
     trainer.save_state()  # OUTPUT_DIR/trainer_state.json: the run's whole log history
