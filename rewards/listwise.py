@@ -84,6 +84,7 @@ def ranking_metric_reward(
     mode: str = "strict",
     format_fail: float = -1.0,
     answer_fail: float = 0.0,
+    score_unlisted: bool = True,
     **columns: Any,
 ) -> list[float]:
     """One trec_eval metric of the predicted ranking with ReasonRank's gates, else -1 / 0.
@@ -91,11 +92,16 @@ def ranking_metric_reward(
     ``metric``: ``ndcg`` (nDCG@k, graded; ReasonRank's "w/o R_m" ablation, Rearank-style), ``recall``
     (Recall@k), ``precision`` (P@k), ``mrr`` (reciprocal rank within the top k) or ``map`` (average
     precision of the whole ranking); the binary ones count grade >= ``relevance_threshold``. Range [0, 1]
-    plus the gate values.
+    plus the gate values. ``score_unlisted=False`` scores only the passages the answer names: under
+    ``partial``/``lenient`` the passages it leaves out earn nothing instead of their gain at the
+    prompt-order positions the parse fills them into, so leaving out a relevant passage always costs
+    reward (the rankrl demo's GRPO stage).
     """
     if metric not in METRICS:
         raise ValueError(f"reward 'ranking_metric': unknown metric {metric!r}; expected one of {METRICS}")
-    gates, rankings = _gate_or_rank("ranking_metric", completions, columns, mode, format_fail, answer_fail)
+    gates, rankings = _gate_or_rank(
+        "ranking_metric", completions, columns, mode, format_fail, answer_fail, score_unlisted
+    )
     qrels = _qrels_column("ranking_metric", columns, len(completions))
     return _merge(gates, _metric_values(metric, rankings, qrels, k, relevance_threshold))
 
@@ -146,8 +152,10 @@ def _gate_or_rank(
     mode: str,
     format_fail: float,
     answer_fail: float,
+    score_unlisted: bool = True,
 ) -> tuple[list[float | None], list[list[str]]]:
-    """Per completion: the gate reward (None when both gates pass) and the predicted doc ids, best first."""
+    """Per completion: the gate reward (None when both gates pass) and the predicted doc ids, best first;
+    without ``score_unlisted`` only the ids the answer itself names."""
     if mode not in MODES:
         raise ValueError(f"reward {name!r}: unknown mode {mode!r}; expected one of {', '.join(MODES)}")
     candidates = _column(name, columns, "candidates", len(completions))
@@ -158,7 +166,8 @@ def _gate_or_rank(
         format_ok, permutation = read_listwise_answer(completion, len(doc_ids), mode)
         order = permutation.order
         gates.append(None if order is not None else float(format_fail if not format_ok else answer_fail))
-        rankings.append([doc_ids[index] for index in order] if order is not None else [])
+        ranked = order if order is None or score_unlisted else order[: permutation.num_listed]
+        rankings.append([doc_ids[index] for index in ranked] if ranked is not None else [])
     return gates, rankings
 
 

@@ -55,10 +55,13 @@ class Permutation:
     """Result of :func:`parse_permutation`: 0-based candidate positions, best first, or None if invalid.
 
     ``reason`` names the failure of an invalid result; for a valid one it is "" or names a repair.
+    ``num_listed`` counts the leading entries of ``order`` that the answer itself named; the rest were
+    filled in prompt order.
     """
 
     order: tuple[int, ...] | None
     reason: str
+    num_listed: int = 0
 
     @property
     def valid(self) -> bool:
@@ -191,7 +194,7 @@ def _lenient_fallback(n: int, reason: str) -> Permutation:
 def _complete(ids: list[int], n: int, reason: str) -> Permutation:
     """Append the candidates missing from ``ids`` in prompt order, noting "filled_missing" if any were."""
     if len(ids) == n:
-        return Permutation(tuple(ids), reason)
+        return Permutation(tuple(ids), reason, n)
     listed = set(ids)
     order = tuple(ids) + tuple(index for index in range(n) if index not in listed)
-    return Permutation(order, "+".join(filter(None, (reason, "filled_missing"))))
+    return Permutation(order, "+".join(filter(None, (reason, "filled_missing"))), len(ids))

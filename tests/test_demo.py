@@ -32,6 +32,6 @@ def test_demo_trains_a_reranker_that_beats_random_on_heldout_queries(tmp_path):
     assert scores["before training"] < bar
     assert scores["after SFT"] >= bar
     assert scores["after GRPO"] >= bar
-    assert scores["after GRPO"] >= scores["after SFT"] - 0.01
+    assert scores["after GRPO"] >= scores["after SFT"]  # measured: +0.014 (seed 0), +0.024 (seed 1)
     assert (tmp_path / "demo.png").stat().st_size > 10_000
     AutoModelForCausalLM.from_pretrained(tmp_path / "grpo")

@@ -101,16 +101,16 @@ def test_strict_invalid(answer, reason):
 
 
 @pytest.mark.parametrize(
-    ("answer", "order", "reason"),
+    ("answer", "order", "reason", "num_listed"),
     [
-        ("[3] > [1] > [2]", (2, 0, 1), ""),
-        ("  [3]>[1]  ", (2, 0, 1), "filled_missing"),
-        ("[2]", (1, 0, 2), "filled_missing"),
+        ("[3] > [1] > [2]", (2, 0, 1), "", 3),
+        ("  [3]>[1]  ", (2, 0, 1), "filled_missing", 2),
+        ("[2]", (1, 0, 2), "filled_missing", 1),
     ],
 )
-def test_partial_valid(answer, order, reason):
+def test_partial_valid(answer, order, reason, num_listed):
     result = parse_permutation(answer, 3, "partial")
-    assert (result.order, result.reason) == (order, reason)
+    assert (result.order, result.reason, result.num_listed) == (order, reason, num_listed)
 
 
 @pytest.mark.parametrize(

@@ -117,6 +117,17 @@ def test_partial_mode_accepts_short_answers():
     ]
 
 
+def test_score_unlisted_false_gives_left_out_passages_no_gain():
+    short = "<think>x</think><answer>[2] > [5]</answer>"  # names b and e; c (grade 1) is left out
+    listed_only = get_reward("ranking_metric", mode="partial", score_unlisted=False)
+    expected = (3 + 2 / math.log2(3)) / IDEAL_DCG
+    assert listed_only([short, GOOD, "no tags"], **columns(3)) == [
+        pytest.approx(expected, abs=1e-12),
+        pytest.approx(NDCG10, abs=1e-12),
+        -1.0,
+    ]
+
+
 def test_ndcg_and_format_rewards():
     completions = [GOOD, "<think>x</think><answer>[1]</answer>", "no tags"]
     assert ranking_metric_reward(completions, **columns(3)) == [pytest.approx(NDCG10), 0.0, -1.0]
