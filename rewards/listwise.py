@@ -166,8 +166,8 @@ def _gate_or_rank(
         format_ok, permutation = read_listwise_answer(completion, len(doc_ids), mode)
         order = permutation.order
         gates.append(None if order is not None else float(format_fail if not format_ok else answer_fail))
-        ranked = order if order is None or score_unlisted else order[: permutation.num_listed]
-        rankings.append([doc_ids[index] for index in ranked] if ranked is not None else [])
+        ranked = () if order is None else order if score_unlisted else order[: permutation.num_listed]
+        rankings.append([doc_ids[index] for index in ranked])
     return gates, rankings
 
 

@@ -184,7 +184,7 @@ def test_the_table_names_the_budget_and_shows_errors():
     ]
     table = markdown_table(rows, CompareSettings(train_steps=9, rl_steps=4), None)
     assert "9 optimizer steps per SFT / score stage, 4 per GRPO stage, batch 32" in table
-    assert "sft 0.003, grpo 0.0001, score 0.001" in table
+    assert "sft 0.003, grpo 0.0002, score 0.001" in table
     assert "Wall: training + evaluation on CPU (torch threads: 1)." in table
     assert table.splitlines()[-2:] == [
         "| a | sft -> eval | 0.512 | 3.0 | 61 | 0.0% |  |",
