@@ -98,6 +98,10 @@ def test_grpo_raises_mean_reward_and_logs_each_reward(sft_run, workspace, tmp_pa
         learning_rate=3e-4,
         logging_steps=1,
         seed=0,
+        rewards=[  # nDCG with left-out passages at their prompt-order positions, as this test was measured
+            {"name": "ranking_metric", "args": {"mode": "partial", "format_fail": -1.0, "answer_fail": -1.0}},
+            {"name": "listwise_monitor", "weight": 0.0, "args": {"mode": "partial"}},
+        ],
     )
     before = _state(AutoModelForCausalLM.from_pretrained(sft_dir))
     trainer = grpo.main(*configs)
