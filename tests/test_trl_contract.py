@@ -156,6 +156,8 @@ def test_advantages_leave_generate_and_score_once_scored_and_the_loss_takes_per_
         "rewards = (rewards_per_func * self.reward_weights.to(device).unsqueeze(0)).nansum(dim=1)" in source
     )
     assert '"advantages": advantages,' in source and '"completion_ids": completion_ids,' in source
+    assert source.rstrip().endswith("return output")  # nothing logs the advantages after it returns
+    assert 'self._logs["advantages"].extend(all_process_advantages.tolist())' in source
     loss = _source(GRPOTrainer._compute_loss)
     assert "if advantages.dim() == 1:\n            advantages = advantages.unsqueeze(1)" in loss
 
@@ -210,6 +212,9 @@ def test_advantage_fn_sees_trls_rewards_and_its_per_token_advantages_reach_the_l
         completion = ids[mask.bool()].tolist()
         assert completion in batch.completion_ids
         assert advantages.tolist() == pytest.approx(AdvantageProbe.row(completion, batch.width))
+    # The completions table shows advantage_fn's advantages, each completion's mean over its tokens.
+    means = [sum(AdvantageProbe.row(ids, len(ids))) / len(ids) for ids in batch.completion_ids]
+    assert list(trainer._logs["advantages"]) == pytest.approx(means)
 
 
 def test_train_sampler_is_a_repeat_sampler_with_these_fields():

@@ -19,7 +19,8 @@
 - ``advantage_fn`` (an :data:`AdvantageFn`, e.g. MRT's termination baseline in :mod:`trainers.grpo`)
   replaces TRL's group-normalised advantages: after ``_generate_and_score_completions`` it gets this
   process's completions with their weighted reward (a :class:`ScoredBatch`) and returns their advantages,
-  one per completion (B,) or one per completion token (B, T), which TRL's loss takes as they are.
+  one per completion (B,) or one per completion token (B, T), which TRL's loss takes as they are; the
+  completions table (``log_completions``) shows them, averaged over each completion's tokens.
 
 :class:`RankRLSFTTrainer` is TRL's ``SFTTrainer`` whose loss can be DCO (:mod:`trainers.dco`, ``dco_n``): it
 reads the per-token log-probabilities of TRL's own forward (a forward hook on the model TRL calls) and
@@ -33,10 +34,11 @@ TRL internals relied on: ``_calculate_rewards(inputs, prompts, completions, comp
 each reward as ``fn(prompts=, completions=, completion_ids=, **columns)`` on the process's slice of the
 generation batch and returning every process's rewards (one column per reward function, NaN where a reward
 returned None), called once by ``_generate_and_score_completions``, whose output holds this process's
-``advantages`` (B,) and padded ``completion_ids`` (B, T) and whose loss (``_compute_loss``) also takes (B, T)
-advantages; ``reward_weights``; ``_generate`` returning completion ids second; ``_get_train_sampler``
-building a ``RepeatSampler``; ``num_generations`` / ``num_generations_eval``; ``model.training`` telling the
-mode; and those named in each function's docstring.
+``advantages`` (B,), padded ``completion_ids`` and ``completion_mask`` (B, T), which also appends every
+process's advantages to ``_logs["advantages"]`` (the completions table), and whose loss (``_compute_loss``)
+also takes (B, T) advantages; ``reward_weights``; ``_generate`` returning completion ids second;
+``_get_train_sampler`` building a ``RepeatSampler``; ``num_generations`` / ``num_generations_eval``;
+``model.training`` telling the mode; and those named in each function's docstring.
 """
 
 from __future__ import annotations
@@ -349,7 +351,20 @@ class RankRLGRPOTrainer(GRPOTrainer):
         if self.advantage_fn is not None:
             advantages = self.advantage_fn(self.scored_batch(output["completion_ids"].shape[1]))
             output["advantages"] = advantages.to(output["advantages"].device, output["advantages"].dtype)
+            self._log_advantages(output["advantages"], output["completion_mask"])
         return output
+
+    def _log_advantages(self, advantages: torch.Tensor, completion_mask: torch.Tensor) -> None:
+        """Put ``advantage_fn``'s advantages (per completion: the mean over its tokens) in place of the
+        group-normalised ones TRL queued for its completions table (``_logs["advantages"]``)."""
+        if advantages.dim() == 2:
+            mask = completion_mask.to(advantages.dtype)
+            advantages = (advantages * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+        every_process = self.accelerator.gather(advantages).tolist()
+        queued = self._logs["advantages"]
+        for _ in every_process:
+            queued.pop()
+        queued.extend(every_process)
 
     def scored_batch(self, width: int) -> ScoredBatch:
         """This process's part of the last batch ``_calculate_rewards`` scored (a :class:`ScoredBatch`)."""
