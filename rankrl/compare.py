@@ -22,7 +22,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import redirect_stderr, redirect_stdout
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,52 +32,24 @@ from core.recipe import RecipeError, read_yaml
 from core.sources import read_qrels_file, read_rankllm_requests, read_run_file
 from evaluation.outputs import mean_metrics, per_query_metrics
 from rankrl.cli import main
+from rankrl.compare_report import (
+    CompareSettings,
+    Row,
+    load_saved,
+    machine,
+    markdown_table,
+    save_rows,
+    toy_learning,
+)
 from rankrl.recipes import PaperRecipe, Stage, chain_commands, find_paper_recipes, read_paper_recipe
 from rankrl.smoke import ToyWorkspace, prepare_multitask_workspace, shared_toy_workspace
 from tasks import Task, expand_rows, get_task
 from trainers.configs import STAGES
 
-DEMO_RECIPES = Path(__file__).resolve().parent.parent / "recipes" / "demo"
-LEARNING_KEYS = ("learning_rate", "lr_scheduler_type", "warmup_steps")
 TOKEN_MARGIN = 8
 TARGET_SAMPLE_ROWS = 200
 BASELINE = "start model"
 NOT_RERANKING = "not a reranking recipe: its chain does not end with `rankrl eval`"
-
-
-@dataclass(frozen=True)
-class CompareSettings:
-    """What every paper shares; a ``compare.json`` made with other settings is not resumed."""
-
-    train_steps: int = 400
-    rl_steps: int = 40
-    batch_size: int = 32
-    num_generations: int = 8
-    train_rows: int = 4000
-    heldout_rows: int = 64
-    seed: int = 0
-    max_new_tokens: int | None = None
-    model: str | None = None
-    data: str | None = None
-    heldout: str | None = None
-
-
-@dataclass
-class Row:
-    """One line of the table: a paper's chain (or the start model) and what its evaluation measured."""
-
-    name: str
-    stages: str
-    ndcg_10: float | None = None
-    tokens_per_query: float | None = None
-    invalid_rate: float | None = None
-    wall_s: float | None = None
-    stage_s: dict[str, float] = field(default_factory=dict)
-    outputs: int = 0
-    fallbacks: int = 0
-    repairs: int = 0
-    machine: str = ""
-    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -145,12 +117,6 @@ def generation_cap(task: Task, rows: Sequence[Mapping[str, Any]], model: str) ->
     examples, _ = expand_rows(task, rows[:TARGET_SAMPLE_ROWS])
     longest = max((len(tokenizer(task.target(example)).input_ids) for example in examples), default=0)
     return longest + TOKEN_MARGIN
-
-
-def toy_learning(stage: str) -> dict[str, Any]:
-    """The learning rate, schedule and warm-up the demo's recipe for ``stage`` trains a tiny model with."""
-    demo = read_yaml(DEMO_RECIPES / f"{stage}.yaml")
-    return {key: demo.get(key, 0) for key in LEARNING_KEYS}
 
 
 def stage_overrides(
@@ -286,69 +252,6 @@ def shared_data(settings: CompareSettings, tasks: Sequence[Task], folder: Path) 
     return SharedData(model, Path(settings.data or workspace.train_path), workspace.benchmark)
 
 
-def load_saved(path: Path, settings: CompareSettings) -> dict[str, Any]:
-    """``compare.json`` with only its finished rows (an error row is run again); a one-line error when it
-    was made with other settings."""
-    if not path.is_file():
-        return {"rows": {}, "first_stage_ndcg_10": None}
-    saved = json.loads(path.read_text(encoding="utf-8"))
-    if saved.get("settings") != asdict(settings):
-        raise RecipeError(
-            f"{path} was made with other settings ({saved.get('settings')}); use another --output-dir"
-        )
-    saved["rows"] = {name: row for name, row in saved["rows"].items() if not row.get("error")}
-    return saved
-
-
-def machine() -> str:
-    """The GPU's name, or the CPU threads torch uses."""
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    return f"CPU (torch threads: {torch.get_num_threads()})"
-
-
-def _number(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def _start_line(settings: CompareSettings) -> str:
-    if settings.model is not None:
-        return f"{settings.model}, each paper with its own learning rates and LoRA settings"
-    rates = ", ".join(
-        f"{stage} {toy_learning(stage)['learning_rate']:g}" for stage in ("sft", "grpo", "score")
-    )
-    return (
-        f"one untrained tiny model, every paper with the demo's learning rates ({rates}) and full "
-        "fine-tuning (the papers' 7B learning rates and LoRA do not move a from-scratch model)"
-    )
-
-
-def markdown_table(rows: Sequence[Row], settings: CompareSettings, first_stage: float | None) -> str:
-    """The comparison as a caption and a markdown table, one line per row."""
-    data = settings.data or f"{settings.train_rows} toy training rows"
-    heldout = settings.heldout or f"{settings.heldout_rows} held-out toy queries"
-    baseline = f" (first-stage order: nDCG@10 {first_stage:.3f})" if first_stage is not None else ""
-    machines = " / ".join(sorted({row.machine for row in rows if row.machine})) or "-"
-    caption = (
-        f"Same budget for every recipe: {settings.train_steps} optimizer steps per SFT / score stage, "
-        f"{settings.rl_steps} per GRPO stage, batch {settings.batch_size} (GRPO: completions, "
-        f"{settings.num_generations} per prompt), seed {settings.seed}. Start: {_start_line(settings)}. "
-        f"Data: {data}; evaluation: {heldout}{baseline}. Tokens: generated per query at evaluation. "
-        f"Wall: training + evaluation on {machines}. Invalid: model outputs that fell back or needed a "
-        "lenient repair."
-    )
-    lines = [caption, "", "| recipe | stages | nDCG@10 | tokens / query | wall (s) | invalid | error |"]
-    lines.append("|" + "---|" * 7)
-    for row in rows:
-        invalid = "-" if row.invalid_rate is None else f"{row.invalid_rate:.1%}"
-        cells = [row.name, row.stages, _number(row.ndcg_10, ".3f"), _number(row.tokens_per_query, ".1f"),
-                 _number(row.wall_s, ".0f"), invalid, row.error or ""]  # fmt: skip
-        lines.append("| " + " | ".join(cell.replace("|", "/") for cell in cells) + " |")
-    return "\n".join(lines)
-
-
 def chain_line(recipe: PaperRecipe) -> str:
     """``synth -> sft -> grpo -> eval``."""
     return " -> ".join(stage.name for stage in recipe.stages)
@@ -396,25 +299,16 @@ def run_comparison(
     if data is not None and BASELINE not in rows:
         echo(f"{BASELINE}: the untrained model with {rankers[0].name}'s evaluation recipe")
         rows[BASELINE] = baseline_row(rankers[0], settings, data, output_dir / "start-model")
-        _save(output_dir / "compare.json", settings, rows, saved["first_stage_ndcg_10"])
+        save_rows(output_dir / "compare.json", settings, rows, saved["first_stage_ndcg_10"])
     for recipe in todo:
         echo(f"{recipe.name}: {chain_line(recipe)} (work folder and logs: {output_dir / recipe.name})")
         if data is None or not reranks(recipe):
             rows[recipe.name] = Row(recipe.name, chain_line(recipe), error=NOT_RERANKING)
         else:
             rows[recipe.name] = run_paper(recipe, settings, data, output_dir / recipe.name, echo)
-        _save(output_dir / "compare.json", settings, rows, saved["first_stage_ndcg_10"])
+        save_rows(output_dir / "compare.json", settings, rows, saved["first_stage_ndcg_10"])
     ordered = [rows[name] for name in names if name in rows]
     table = markdown_table(ordered, settings, saved["first_stage_ndcg_10"])
     (output_dir / "compare.md").write_text(table + "\n", encoding="utf-8")
     echo(table)
     return ordered
-
-
-def _save(path: Path, settings: CompareSettings, rows: Mapping[str, Row], first_stage: float | None) -> None:
-    record = {
-        "settings": asdict(settings),
-        "first_stage_ndcg_10": first_stage,
-        "rows": {name: asdict(row) for name, row in rows.items()},
-    }
-    path.write_text(json.dumps(record, indent=1), encoding="utf-8")

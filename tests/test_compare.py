@@ -26,11 +26,11 @@ from rankrl.compare import (
     SharedData,
     default_folders,
     eval_columns,
-    markdown_table,
     model_outputs,
     paper_commands,
     run_comparison,
 )
+from rankrl.compare_report import markdown_table
 from rankrl.recipes import read_paper_recipe
 from rankrl.smoke import prepare_multitask_workspace
 from tasks import get_task
