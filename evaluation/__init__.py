@@ -8,7 +8,8 @@
 - :mod:`~evaluation.runner`: inputs, cache, outputs, metrics, significance and manifest.
 - Test-time scaling for reasoners (``rankrl tts``): rules and budget forcing in
   :mod:`~evaluation.tts`, scorers in :mod:`~evaluation.tts_score`, the sweep, table and
-  plot in :mod:`~evaluation.tts_report`, config and command in :mod:`~evaluation.tts_run`.
+  plot in :mod:`~evaluation.tts_report`, the config in :mod:`~evaluation.tts_config` and the
+  command in :mod:`~evaluation.tts_run`.
 """
 
 from core.generation import Generation, GenerationBackend, HFBackend, Sampling

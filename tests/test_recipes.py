@@ -16,7 +16,7 @@ from core.data import load_dataset_file
 from core.recipe import RecipeError, build_configs, read_yaml
 from data_synth.config import SynthConfig
 from evaluation.config import EvalConfig
-from evaluation.tts_run import TTSConfig
+from evaluation.tts_config import TTSConfig
 from rankrl.cli import main
 from rankrl.recipes import chain_commands, chain_problems, find_paper_recipes, read_paper_recipe
 from tasks import get_task

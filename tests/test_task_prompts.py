@@ -56,7 +56,8 @@ def _eval_prompt(task: Any, example: dict) -> Messages:
 
 def _tts_prompt(folder: Path, task_args: dict, example: dict) -> Messages:
     """The first prompt ``rankrl tts`` sends for a dataset holding just ``example``."""
-    from evaluation.tts_run import TTSConfig, run_tts
+    from evaluation.tts_config import TTSConfig
+    from evaluation.tts_run import run_tts
 
     write_dataset([example], folder / "problems.jsonl", kind="reasoning")
     sent: list[Messages] = []

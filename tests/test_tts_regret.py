@@ -10,9 +10,10 @@ import pytest
 
 from core.generation import Sampling
 from evaluation.tts import Sample
+from evaluation.tts_config import TTSConfig
 from evaluation.tts_regret import Regret, normalized_area, regret_records, regret_rows, trace_points
 from evaluation.tts_report import pass_at_k, pass_at_k_rows
-from evaluation.tts_run import TTSConfig, run_tts
+from evaluation.tts_run import run_tts
 from rewards.progress import STOP_TEMPLATE
 from tests.oracles import FunctionBackend
 from tests.test_rewards_group import TRACE

@@ -19,8 +19,9 @@ import torch
 from core.data import DataError
 from core.generation import Generation, Messages, Sampling
 from core.tiny import build_tiny_model
+from evaluation.tts_config import TTSConfig
 from evaluation.tts_report import COLUMNS
-from evaluation.tts_run import TTSConfig, run_tts
+from evaluation.tts_run import run_tts
 from tasks.setwise import R1_SYSTEM_PROMPT
 from tests.test_eval_resume import ROOT, cached_queries, offline_env, run_until_cached
 from tests.toy_benchmark import SMALL_MODEL

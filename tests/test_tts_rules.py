@@ -22,8 +22,9 @@ from evaluation.tts import (
     to_sample,
     weighted,
 )
+from evaluation.tts_config import TTSConfig
 from evaluation.tts_report import sweep
-from evaluation.tts_run import TTSConfig, load_problems, run_tts
+from evaluation.tts_run import load_problems, run_tts
 from tasks.math import MathTask
 
 REAL = Path(__file__).resolve().parents[2] / "shared/data/real"
