@@ -19,15 +19,10 @@ from rankrl.cli import main
 from rewards import get_reward
 from rewards.progress import STOP_TEMPLATE
 from tests.checkpoints import model_weights
+from trainers.advantages import ScoredBatch, TerminationBaseline, covering_tokens, termination_advantages
 from trainers.configs import build_stage_configs
-from trainers.grpo import (
-    RankRLGRPOConfig,
-    TerminationBaseline,
-    advantage_fn,
-    covering_tokens,
-    termination_advantages,
-)
-from trainers.trl_overrides import RankRLGRPOTrainer, ScoredBatch
+from trainers.grpo import RankRLGRPOConfig, advantage_fn
+from trainers.trl_overrides import RankRLGRPOTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
 NAN = float("nan")

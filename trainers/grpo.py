@@ -9,11 +9,7 @@ batch gathered from all processes, and ``group_by_query: true`` keeps the prompt
 generation batch.
 
 ``advantage: termination`` replaces GRPO's group-mean baseline by MRT's termination baseline (Qu et al. 2025,
-"Optimizing Test-Time Compute via Meta Reinforcement Fine-Tuning", arXiv 2503.07572; the authors' RL README
-gives the practical form A = R − R_termination): :class:`TerminationBaseline` forces the policy to stop
-thinking and answer (:data:`rewards.progress.STOP_TEMPLATE`) at a random episode boundary of each completion
-and :func:`termination_advantages` credits the tokens after that boundary with R minus the forced answers'
-success rate.
+arXiv 2503.07572; :mod:`trainers.advantages`).
 
     rankrl train recipes/demo/grpo.yaml
     accelerate launch --config_file recipes/accelerate/zero2.yaml -m trainers.grpo RECIPE.yaml key=value
@@ -23,11 +19,9 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
@@ -35,11 +29,11 @@ from trl import GRPOConfig, ModelConfig
 
 from core.recipe import RecipeError, described
 from rewards import resolve_rewards
-from rewards.progress import distinct_success, termination_prefix
 from tasks import Task
+from trainers.advantages import TerminationBaseline
 from trainers.configs import ScriptArguments
 from trainers.pipeline import policy, run_cli, setup, train_and_save
-from trainers.trl_overrides import RankRLGRPOTrainer, ScoredBatch
+from trainers.trl_overrides import RankRLGRPOTrainer
 
 BACKENDS = ("auto", "vllm", "hf")
 ADVANTAGES = ("group_mean", "termination")
@@ -134,73 +128,6 @@ def uses_vllm(backend: str) -> bool:
     use = backend == "vllm" or (backend == "auto" and available)
     logger.info("GRPO rollouts with %s", "vLLM" if use else "HF generate")
     return use
-
-
-def termination_advantages(
-    rewards: torch.Tensor, baselines: torch.Tensor, starts: torch.Tensor, width: int
-) -> torch.Tensor:
-    """MRT's termination-baseline advantage (arXiv 2503.07572), one per completion token, (B, width):
-
-        A_{i,t} = (R_i − b_i) · 1[t ≥ s_i],    b_i = J_r(μ(· | x_i, z_{i,0:j*}))
-
-    with R_i the completion's reward, b_i the success rate of the meta-prover μ (the policy forced to stop
-    thinking and answer) after the completion's first j* episodes, and s_i the first completion token after
-    that prefix. GRPO's policy-gradient term on completion i is then −Σ_{t ≥ s_i} (R_i − b_i) ∇log π(y_t | x,
-    y_<t): the tokens after the boundary are credited with how much continuing beat stopping there, the
-    prefix, on which b_i depends, with nothing. A NaN reward (every reward returned None) gives 0, as TRL's
-    advantages do; nothing is scaled.
-    """
-    gap = torch.nan_to_num(rewards - baselines, nan=0.0)
-    after = torch.arange(width, device=gap.device)[None, :] >= starts.to(gap.device)[:, None]
-    return gap[:, None] * after.to(gap.dtype)
-
-
-def covering_tokens(tokenizer, ids: Sequence[int], prefix: str) -> int:
-    """The fewest leading tokens of ``ids`` whose decoded text is as long as ``prefix`` (a prefix of their
-    decoded text): the index of the first token after it, 0 for an empty prefix."""
-    low, high = 0, len(ids)
-    while low < high:
-        middle = (low + high) // 2
-        if len(tokenizer.decode(ids[:middle], skip_special_tokens=True)) >= len(prefix):
-            high = middle
-        else:
-            low = middle + 1
-    return low
-
-
-class TerminationBaseline:
-    """The ``advantage_fn`` of ``advantage: termination`` (see :func:`termination_advantages`).
-
-    For each completion a boundary j* is drawn uniformly from its episodes
-    (:func:`rewards.progress.termination_prefix`); the policy continues the prompt + z_{0:j*} +
-    :data:`~rewards.progress.STOP_TEMPLATE` ``num_samples`` times and b is the share of answers equal to the
-    reference (:func:`rewards.progress.distinct_success`: completions sharing a prompt and prefix, e.g. all
-    those drawn at j* = 0, share the samples). Logs ``mrt/termination_baseline`` (mean b) and
-    ``mrt/baseline_prefix_tokens`` (mean s).
-    """
-
-    def __init__(self, num_samples: int, temperature: float, top_p: float, max_new_tokens: int) -> None:
-        self.settings = {
-            "num_samples": num_samples,
-            "temperature": temperature,
-            "top_p": top_p,
-            "max_new_tokens": max_new_tokens,
-        }
-
-    def __call__(self, batch: ScoredBatch) -> torch.Tensor:
-        rng = random.Random(batch.seed)
-        prefixes = [termination_prefix(text, rng) for text in batch.completions]
-        references = [str(answer) for answer in batch.columns["answer"]]
-        requests = list(zip(batch.prompts, prefixes, references, strict=True))
-        baselines = distinct_success(batch.generate, requests, **self.settings)
-        starts = [
-            covering_tokens(batch.tokenizer, ids, prefix)
-            for ids, prefix in zip(batch.completion_ids, prefixes, strict=True)
-        ]
-        batch.log("mrt/termination_baseline", float(np.mean(baselines)))
-        batch.log("mrt/baseline_prefix_tokens", float(np.mean(starts)))
-        as_tensor = torch.tensor(baselines, dtype=batch.rewards.dtype, device=batch.rewards.device)
-        return termination_advantages(batch.rewards, as_tensor, torch.tensor(starts), batch.width)
 
 
 def advantage_fn(args: RankRLGRPOConfig, columns: Sequence[str]) -> TerminationBaseline | None:

@@ -16,7 +16,7 @@
   (dataset column ``query_id``) in one generation batch.
 - ``_generate`` and ``_calculate_rewards`` are timed into :attr:`RankRLGRPOTrainer.phase_seconds`, read by
   :class:`trainers.throughput.ThroughputCallback`.
-- ``advantage_fn`` (an :data:`AdvantageFn`, e.g. MRT's termination baseline in :mod:`trainers.grpo`)
+- ``advantage_fn`` (an :data:`AdvantageFn`, e.g. MRT's termination baseline in :mod:`trainers.advantages`)
   replaces TRL's group-normalised advantages: after ``_generate_and_score_completions`` it gets this
   process's completions with their weighted reward (a :class:`ScoredBatch`) and returns their advantages,
   one per completion (B,) or one per completion token (B, T), which TRL's loss takes as they are; the
@@ -48,7 +48,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -61,6 +60,7 @@ from trl.trainer.utils import RepeatSampler
 
 from rewards.groups import Generate, reward_scope
 from rewards.listwise import completion_text
+from trainers.advantages import AdvantageFn, ScoredBatch
 from trainers.dco import dco_completion_loss
 
 logger = logging.getLogger(__name__)
@@ -249,33 +249,6 @@ class GeneratorReward:
 
     def __call__(self, *args: Any, **columns: Any) -> list[float | None]:
         return self.reward(*args, generate=self.sampler, **columns)
-
-
-@dataclass(frozen=True)
-class ScoredBatch:
-    """This process's completions of one generation batch, scored, as an :data:`AdvantageFn` sees them.
-
-    ``rewards``: each completion's reward as TRL sums it (Σ_f w_f r_f over the reward functions, NaN where
-    every reward returned None); ``columns``: the dataset columns, one entry per completion; ``width``: T of
-    the batch's padded (B, T) completion tensors; ``generate``: the policy sampler (collective: call it
-    exactly once per batch on every process); ``seed``: distinct per step and process; ``log(name, value)``:
-    a metric averaged into the next log entry.
-    """
-
-    prompts: list[Any]
-    completions: list[str]
-    completion_ids: list[list[int]]
-    columns: dict[str, list[Any]]
-    rewards: torch.Tensor
-    width: int
-    tokenizer: Any
-    generate: Generate
-    seed: str
-    log: Callable[[str, float], None]
-
-
-AdvantageFn = Callable[[ScoredBatch], torch.Tensor]
-"""Advantages of a :class:`ScoredBatch`: one per completion (B,) or one per completion token (B, T)."""
 
 
 class RankRLGRPOTrainer(GRPOTrainer):
