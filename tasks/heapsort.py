@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from core.generation import Generation, Sampling
-from tasks.setwise import R1_SYSTEM_PROMPT, SETWISE_USER, SetwiseTask
+from tasks.setwise import SetwiseTask
 from tasks.strategy import QueryRun, Ranked, Request
 
 Compare = Generator[list[Request], list[list[Generation]], int]
@@ -46,7 +46,7 @@ class SetwiseHeapsort:
             raise ValueError(f"setwise num_child and k must be >= 1, got {self.num_child}, {self.k}")
 
     def describe(self) -> dict[str, Any]:
-        template = {"system": R1_SYSTEM_PROMPT, "user": SETWISE_USER}
+        template = {"system": self.task.release_prompt.system, "user": self.task.release_prompt.user}
         params = {"num_child": self.num_child, "k": self.k}
         return {"strategy": self.name, **params, "task": asdict(self.task), "template": template}
 

@@ -2,11 +2,15 @@
 
 The model sees a query and documents labelled ``[1]..[n]`` under DeepSeek-R1's system prompt and answers
 with the label of the most relevant one: ``<think>...</think> <answer>[k]</answer>`` (§2,
-``prompts/prompt_setwise-R1.toml``). An example is one set per query, built as ``create_dataset.py`` does:
-the first positive and the first ``negatives_per_query`` unlabelled (or zero-graded) candidates, hardest
-first, shuffled together (Rank-R1: 1 + 19 = 20 documents); the gold label ``"[k]"`` is the positive's
-position. GRPO scores with Rank-R1's exact-match reward (``train_grpo.py`` ``reward_func_setwise``: 1 when
-``answer.strip() == "[k*]"``, else 0); evaluation ranks by setwise heapsort (:mod:`tasks.heapsort`).
+``prompts/prompt_setwise-R1.toml``). ``prompt_version: v0.2`` renders the Rank-R1-v0.2 release's prompt
+instead (``prompts/prompt_setwise-R1-v0.2.toml``: a RankLLM system prompt, three analysis steps, documents
+``[i]: text`` separated by blank lines); the answer format, target and reward are the same.
+
+An example is one set per query, built as ``create_dataset.py`` does: the first positive and the first
+``negatives_per_query`` unlabelled (or zero-graded) candidates, hardest first, shuffled together (Rank-R1:
+1 + 19 = 20 documents); the gold label ``"[k]"`` is the positive's position. GRPO scores with Rank-R1's
+exact-match reward (``train_grpo.py`` ``reward_func_setwise``: 1 when ``answer.strip() == "[k*]"``, else
+0); evaluation ranks by setwise heapsort (:mod:`tasks.heapsort`).
 """
 
 from __future__ import annotations
@@ -37,14 +41,55 @@ SETWISE_USER = (
     "most relevant, the answer should be: <think> reasoning process here </think> <answer>[3]</answer>."
 )
 
+V02_SYSTEM_PROMPT = (
+    "You are RankLLM, an intelligent assistant capable of evaluating the relevancy of passages to a given "
+    "query."
+)
+V02_USER = (
+    "You will be presented with a query, and a set of documents.\n\nYour task consists of the following step:"
+    "\n\n1. Analyze the query: Carefully read the query and identify the core problem or question being "
+    "asked.\n\n2. Analyze the documents: Thoroughly examine each document and briefly explain how each "
+    "document is relevant or not relevant to the query.\n\n3. Find the most relevant document: Based on your "
+    "analysis, select the most relevant document to the query from the set and briefly explain why.\n\n"
+    "Important: Provide your analysis within the <think> </think> tags and answer only the label of the most "
+    "relevant document, enclosed in square brackets, within the <answer> </answer> tags. For example, if the "
+    "third document is the most relevant, your response should be:\n<think> Your analysis here </think>\n"
+    "<answer>[3]</answer>\n\nHere is the query: {query}\n\nHere are the documents:\n{docs}"
+)
 
-def setwise_messages(query: str, passages: Sequence[str]) -> Messages:
-    """Rank-R1's setwise prompt: R1's system prompt, documents ``[i] text`` joined by newlines."""
-    docs = "\n".join(f"[{i}] {text}" for i, text in enumerate(passages, start=1))
-    return [
-        {"role": "system", "content": R1_SYSTEM_PROMPT},
-        {"role": "user", "content": SETWISE_USER.format(query=query, docs=docs)},
-    ]
+
+@dataclass(frozen=True)
+class SetwisePrompt:
+    """One Rank-R1 release's setwise prompt: system text, user template (``{query}``, ``{docs}``), the
+    format of one document (``{num}``, ``{text}``) and the separator between documents."""
+
+    system: str
+    user: str
+    document: str
+    separator: str
+
+    def messages(self, query: str, passages: Sequence[str]) -> Messages:
+        """The system and user messages for ``query`` and ``passages`` labelled from 1."""
+        docs = self.separator.join(
+            self.document.format(num=num, text=text) for num, text in enumerate(passages, start=1)
+        )
+        return [
+            {"role": "system", "content": self.system},
+            {"role": "user", "content": self.user.format(query=query, docs=docs)},
+        ]
+
+
+#: Rank-R1's prompts by release (``prompts/prompt_setwise-R1.toml`` and ``prompt_setwise-R1-v0.2.toml``).
+PROMPTS = {
+    "v0.1": SetwisePrompt(R1_SYSTEM_PROMPT, SETWISE_USER, "[{num}] {text}", "\n"),
+    "v0.2": SetwisePrompt(V02_SYSTEM_PROMPT, V02_USER, "[{num}]: {text}", "\n\n"),
+}
+
+
+def setwise_messages(query: str, passages: Sequence[str], prompt_version: str = "v0.1") -> Messages:
+    """Rank-R1's setwise prompt of ``prompt_version`` (v0.1: R1's system prompt, documents ``[i] text``
+    joined by newlines)."""
+    return PROMPTS[prompt_version].messages(query, passages)
 
 
 @dataclass(frozen=True)
@@ -60,6 +105,7 @@ class SetwiseTask(RankingTask):
     negatives_per_query: int = 19
     max_passage_words: int = 300
     seed: int = 0
+    prompt_version: str = "v0.1"
 
     name: ClassVar[str] = "setwise"
     summary: ClassVar[str] = "Rank-R1: pick the most relevant of n labelled passages, <answer>[k]</answer>"
@@ -68,6 +114,15 @@ class SetwiseTask(RankingTask):
 
     def __post_init__(self) -> None:
         check_at_least_one(self, "positives_per_query", "negatives_per_query", "max_passage_words")
+        if self.prompt_version not in PROMPTS:
+            raise ValueError(
+                f"setwise prompt_version {self.prompt_version!r}: expected one of {', '.join(PROMPTS)}"
+            )
+
+    @property
+    def release_prompt(self) -> SetwisePrompt:
+        """The Rank-R1 release's prompt this task renders (``prompt_version``)."""
+        return PROMPTS[self.prompt_version]
 
     def examples(self, row: Mapping[str, Any]) -> tuple[list[dict[str, Any]], str]:
         """One shuffled set per positive (module docstring); ``no_positive`` / ``no_negative`` otherwise."""
@@ -96,11 +151,11 @@ class SetwiseTask(RankingTask):
         }
 
     def prompt(self, example: Mapping[str, Any]) -> Messages:
-        """Rank-R1's setwise prompt: R1's system prompt, documents ``[i] text`` cut to the word budget."""
+        """Rank-R1's setwise prompt (of ``prompt_version``), documents cut to the word budget."""
         texts = [
             passage_text(candidate["text"], self.max_passage_words) for candidate in example["candidates"]
         ]
-        return setwise_messages(example["query"], texts)
+        return self.release_prompt.messages(example["query"], texts)
 
     def target(self, example: Mapping[str, Any]) -> str:
         """SFT completion: the teacher's answer, or the gold label after an empty think.
@@ -147,6 +202,7 @@ class SetwiseTask(RankingTask):
     def template_phrases(self, max_identifiers: int = 20) -> list[str]:
         """The prompt's constant stretches and the labels ``[1]..[max_identifiers]`` (one token each in a
         tiny test tokenizer, see :meth:`tasks.listwise.ListwiseTask.template_phrases`)."""
-        pieces = [R1_SYSTEM_PROMPT, *SETWISE_USER.format(query="\0", docs="\0").split("\0")]
+        release = self.release_prompt
+        pieces = [release.system, *release.user.format(query="\0", docs="\0").split("\0")]
         phrases = {piece.strip(" \n") for piece in pieces if len(piece.strip()) > 1}
         return sorted(phrases) + [f"[{i}]" for i in range(1, max_identifiers + 1)]

@@ -29,6 +29,32 @@ RANK_R1_USER = (  # Rank-R1 prompts/prompt_setwise-R1.toml, prompt_user, with th
     "the query, enclosed in square brackets, within the answer tags. For example, if the third document is "
     "the most relevant, the answer should be: <think> reasoning process here </think> <answer>[3]</answer>."
 )
+RANK_R1_V02 = [  # Rank-R1 prompts/prompt_setwise-R1-v0.2.toml, with the same three documents filled in
+    {
+        "role": "system",
+        "content": "You are RankLLM, an intelligent assistant capable of evaluating the relevancy of "
+        "passages to a given query.",
+    },
+    {
+        "role": "user",
+        "content": "You will be presented with a query, and a set of documents.\n\n"
+        "Your task consists of the following step:\n\n"
+        "1. Analyze the query: Carefully read the query and identify the core problem or question being "
+        "asked.\n\n"
+        "2. Analyze the documents: Thoroughly examine each document and briefly explain how each document is "
+        "relevant or not relevant to the query.\n\n"
+        "3. Find the most relevant document: Based on your analysis, select the most relevant document to "
+        "the query from the set and briefly explain why.\n\n"
+        "Important: Provide your analysis within the <think> </think> tags and answer only the label of the "
+        "most relevant document, enclosed in square brackets, within the <answer> </answer> tags. For "
+        "example, if the third document is the most relevant, your response should be:\n"
+        "<think> Your analysis here </think>\n<answer>[3]</answer>\n\n"
+        "Here is the query: how long do fleas live\n\n"
+        "Here are the documents:\n"
+        "[1]: Fleas are wingless insects.\n\n[2]: A flea can live up to a year.\n\n"
+        "[3]: Dogs need regular baths.",
+    },
+]
 ROOT = Path(__file__).resolve().parents[1]
 SETWISE = ["task=setwise", "task_args={negatives_per_query: 7}"]
 TEXTS = ["Fleas are wingless insects.", "A flea can live up to a year.", "Dogs need regular baths."]
@@ -66,6 +92,17 @@ def test_prompt_is_rank_r1s_setwise_prompt():
         {"role": "user", "content": RANK_R1_USER},
     ]
     assert R1_SYSTEM_PROMPT.startswith("A conversation between User and Assistant.")
+
+
+def test_prompt_version_v02_is_the_v02_releases_prompt_with_the_same_target_and_parse():
+    task = SetwiseTask(prompt_version="v0.2")
+    assert task.prompt(_example()) == RANK_R1_V02
+    assert task.target(_example()) == SetwiseTask().target(_example())
+    assert task.parse(_example(), "<think> b </think>\n<answer>[2]</answer>").value == 2
+    described = task.strategy(StrategyOptions()).describe()
+    assert described["template"] == {"system": RANK_R1_V02[0]["content"], "user": task.release_prompt.user}
+    with pytest.raises(ValueError, match="prompt_version 'v0.3': expected one of v0.1, v0.2"):
+        get_task("setwise", prompt_version="v0.3")
 
 
 def test_passages_are_cut_to_max_passage_words():
@@ -203,12 +240,14 @@ def test_registry_builds_the_task_with_its_options():
         SetwiseTask(negatives_per_query=0)
 
 
-def test_template_phrases_are_constant_pieces_of_the_prompt():
-    phrases = SetwiseTask().template_phrases()
-    rendered = "\n".join(m["content"] for m in SetwiseTask().prompt(_example()))
+@pytest.mark.parametrize("version", ["v0.1", "v0.2"])
+def test_template_phrases_are_constant_pieces_of_the_prompt(version):
+    task = SetwiseTask(prompt_version=version)
+    phrases = task.template_phrases()
+    rendered = "\n".join(m["content"] for m in task.prompt(_example()))
     assert [p for p in phrases if p not in rendered] == [f"[{i}]" for i in range(4, 21)]
     assert phrases[-20:] == [f"[{i}]" for i in range(1, 21)]
-    assert any(len(p) > 100 and p in R1_SYSTEM_PROMPT for p in phrases)
+    assert any(len(p) > 100 and p in task.release_prompt.system + task.release_prompt.user for p in phrases)
     assert not [p for p in phrases if "fleas" in p or "flea can" in p]
 
 
