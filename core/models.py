@@ -70,7 +70,8 @@ def _quantization(model_args: ModelConfig) -> dict:
     return {"quantization_config": quantization_config, "device_map": device_map}
 
 
-def _is_adapter(path: str) -> bool:
+def is_adapter(path: str) -> bool:
+    """Whether ``path`` is a PEFT adapter folder (LoRA / QLoRA output) rather than a full checkpoint."""
     return (Path(path) / "adapter_config.json").is_file()
 
 
@@ -99,13 +100,13 @@ def load_model(model_args: ModelConfig) -> PreTrainedModel:
     kwargs = dict(revision=model_args.model_revision, dtype=dtype or "auto", **_quantization(model_args))
     if model_args.attn_implementation:
         kwargs["attn_implementation"] = model_args.attn_implementation
-    if _is_adapter(path) and "quantization_config" in kwargs:
+    if is_adapter(path) and "quantization_config" in kwargs:
         raise ModelLoadError(
             f"load_in_4bit / load_in_8bit cannot start from adapter folder {path!r}: "
             "run `rankrl export` on it and set model_name_or_path to the merged folder"
         )
     try:
-        if _is_adapter(path):
+        if is_adapter(path):
             from peft import AutoPeftModelForCausalLM
 
             model = AutoPeftModelForCausalLM.from_pretrained(path, **kwargs).merge_and_unload()

@@ -86,7 +86,9 @@ class EvalConfig(StrategyOptions):
     resume: bool = described("Reuse the per-query cache in output_dir from an interrupted run.", True)
     dtype: str = described("Model dtype: auto, bfloat16, float16 or float32.", "auto")
     engine: str = described(
-        "Generation engine: auto (vLLM when installed, else transformers), vllm or hf.", "auto"
+        "Generation engine: auto (vLLM when installed and model is a full checkpoint, else "
+        "transformers), vllm or hf.",
+        "auto",
     )
     run_tag: str = described("Tag written in the last column of the TREC run.", "rankrl")
 

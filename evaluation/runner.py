@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import platform
 import random
 import time
@@ -42,6 +43,8 @@ from evaluation.outputs import (
 from evaluation.significance import paired_tests, spread
 from tasks.strategy import QueryResult, Strategy, rerank_rows
 
+logger = logging.getLogger("rankrl")
+
 PACKAGES = ("rankrl", "torch", "transformers", "trl", "numpy", "scipy", "vllm")
 ORDERS: dict[str, Callable[[list, random.Random], list]] = {
     "shuffled": lambda candidates, rng: rng.sample(candidates, len(candidates)),
@@ -53,13 +56,15 @@ def load_backend(
     model: str | None, *, dtype: str = "auto", batch_size: int = 64, seed: int = 0, engine: str = "auto"
 ) -> GenerationBackend:
     """A generation backend on the checkpoint ``model``: vLLM for ``engine`` ``vllm``, or ``auto`` when vLLM
-    is installed; else transformers (on the GPU when there is one)."""
+    is installed and ``model`` is a full checkpoint; else transformers (on the GPU when there is one), which
+    merges an adapter folder onto its base as it loads. vLLM takes full checkpoints only: ``engine: vllm`` on
+    an adapter folder is a one-line error pointing to ``rankrl export``."""
     import importlib.util
 
     import torch
     from trl import ModelConfig
 
-    from core.models import load_model, load_tokenizer, resolve_model_path
+    from core.models import is_adapter, load_model, load_tokenizer, resolve_model_path
 
     if engine not in ENGINES:
         raise ValueError(f"engine {engine!r}: expected one of {', '.join(ENGINES)}")
@@ -68,10 +73,20 @@ def load_backend(
         raise ValueError(
             "engine 'vllm' needs vllm installed (pip install 'rankrl[vllm]'); 'auto' falls back to HF"
         )
-    if has_vllm and engine != "hf":
+    path = resolve_model_path(model)
+    if engine == "vllm" and is_adapter(path):
+        raise ValueError(
+            f"engine 'vllm': {path} is a LoRA adapter folder and vLLM loads full checkpoints; merge it with "
+            f"`rankrl export {path} MERGED_DIR` and evaluate MERGED_DIR, or use engine=hf"
+        )
+    if has_vllm and engine == "auto" and is_adapter(path):
+        logger.warning(
+            "%s is an adapter folder: evaluating with transformers (`rankrl export` it for vLLM)", path
+        )
+    elif has_vllm and engine != "hf":
         from evaluation.vllm_backend import VLLMBackend
 
-        return VLLMBackend(resolve_model_path(model), dtype=dtype, seed=seed)
+        return VLLMBackend(path, dtype=dtype, seed=seed)
     model_args = ModelConfig(model_name_or_path=model, dtype=dtype)
     hf_model, tokenizer = load_model(model_args), load_tokenizer(model_args)
     if torch.cuda.is_available():

@@ -245,3 +245,40 @@ def test_in_training_evaluation_runs_the_same_strategy(bench, model):
     callback.on_step_end(None, type("State", (), {"global_step": 1})(), None)
     direct = evaluate_with_strategy(policy, tokenizer, rows, one_window)
     assert logged == [{"eval_ndcg@10": direct.ndcg, "eval_repaired": direct.repaired}]
+
+
+@pytest.fixture
+def lora_adapter(model, tmp_path) -> Path:
+    """A LoRA adapter folder over the toy model, saved as a training stage saves one (with the tokenizer)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = AutoModelForCausalLM.from_pretrained(model)
+    peft_model = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj"]))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    AutoTokenizer.from_pretrained(model).save_pretrained(tmp_path / "adapter")
+    return tmp_path / "adapter"
+
+
+@pytest.fixture
+def vllm_installed(monkeypatch):
+    """``find_spec`` reports vLLM installed, as on a GPU machine with ``rankrl[vllm]``."""
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: object() if name == "vllm" else find_spec(name, *a)
+    )
+
+
+def test_vllm_engine_on_an_adapter_folder_is_a_one_line_error_and_auto_merges_with_transformers(
+    lora_adapter, vllm_installed, caplog
+):
+    from core.generation import HFBackend
+    from evaluation.runner import load_backend
+
+    with pytest.raises(ValueError, match=r"is a LoRA adapter folder .*`rankrl export .* MERGED_DIR`"):
+        load_backend(str(lora_adapter), engine="vllm")
+    backend = load_backend(str(lora_adapter), engine="auto", dtype="float32")
+    assert isinstance(backend, HFBackend) and "adapter folder: evaluating with transformers" in caplog.text
+    assert not any("lora" in name for name, _ in backend.model.named_parameters())  # merged onto its base
