@@ -155,7 +155,7 @@ class SetwiseTask(RankingTask):
         texts = [
             passage_text(candidate["text"], self.max_passage_words) for candidate in example["candidates"]
         ]
-        return self.release_prompt.messages(example["query"], texts)
+        return setwise_messages(example["query"], texts, self.prompt_version)
 
     def target(self, example: Mapping[str, Any]) -> str:
         """SFT completion: the teacher's answer, or the gold label after an empty think.
