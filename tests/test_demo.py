@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from statistics import mean
+
 import pytest
 from transformers import AutoModelForCausalLM
 
 from rankrl.demo import run_demo
+
+GRPO_MARGIN = 0.005  # GRPO's held-out gain over its SFT checkpoint; measured +0.011 (seed 0), +0.020 (seed 1)
 
 
 def required_ndcg(random_order: float) -> float:
@@ -32,6 +37,9 @@ def test_demo_trains_a_reranker_that_beats_random_on_heldout_queries(tmp_path):
     assert scores["before training"] < bar
     assert scores["after SFT"] >= bar
     assert scores["after GRPO"] >= bar
-    assert scores["after GRPO"] >= scores["after SFT"]  # measured: +0.014 (seed 0), +0.024 (seed 1)
+    assert scores["after GRPO"] >= scores["after SFT"] + GRPO_MARGIN
+    history = json.loads((tmp_path / "grpo" / "trainer_state.json").read_text())["log_history"]
+    rewards = [entry["reward"] for entry in history if "reward" in entry]
+    assert mean(rewards[-2:]) > mean(rewards[:2])  # the GRPO panel of demo.png: the mean reward rises
     assert (tmp_path / "demo.png").stat().st_size > 10_000
     AutoModelForCausalLM.from_pretrained(tmp_path / "grpo")
