@@ -1,4 +1,4 @@
-"""Every place rankrl depends on TRL internals, in one package; ``tests/test_trl_contract.py`` pins each.
+"""Every place rankrl depends on TRL internals, in one package; ``tests/test_trl_contract*.py`` pin each.
 
 Its modules: :mod:`.grpo_trainer` (:class:`RankRLGRPOTrainer`), :mod:`.sft_trainer`
 (:class:`RankRLSFTTrainer`), :mod:`.samplers` (the resumable train samplers) and :mod:`.internals` (the
