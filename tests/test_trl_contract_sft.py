@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+import trl.trainer.utils as trl_utils
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
+from trl.kernels import chunked_logprob
 
 from tests.trl_contract_setup import ONE_CPU_STEP, PROMPTS, tiny_contract_model
 from trainers.dco import dco_loss
@@ -77,3 +79,25 @@ def test_dco_sequence_loss_is_the_step_mean_under_gradient_accumulation(tiny_mod
 def test_dco_refuses_the_settings_that_replace_its_loss(tiny_model, tmp_path, config, clash):
     with pytest.raises(ValueError, match=f"DCO replaces the loss.*{clash}"):
         _sft(tiny_model, tmp_path, RankRLSFTTrainer, config, dco_n=4)
+
+
+def test_the_fused_lm_head_projects_only_the_labelled_positions_on_cpu(tiny_model, tmp_path, monkeypatch):
+    """TRL projects every position off CUDA; rankrl's trainers make it project only the labelled ones."""
+    projected: list[int] = []
+    project = trl_utils._ChunkedLogProbFunction.apply
+
+    def counting(hidden, *args):
+        projected.append(hidden.shape[0])
+        return project(hidden, *args)
+
+    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply", counting)
+    monkeypatch.setattr(trl_utils, "_use_triton", chunked_logprob._use_triton)  # TRL's own, until rankrl's
+    plain = _sft(tiny_model, tmp_path / "plain")
+    batch = plain.data_collator([plain.train_dataset[i] for i in range(len(SFT_ROWS))])
+    labelled = int((batch["labels"][:, 1:] != -100).sum())
+    positions = batch["labels"][:, 1:].numel()
+    plain_loss = plain.compute_loss(plain.model, dict(batch)).item()
+    trainer = _sft(tiny_model, tmp_path / "rankrl", RankRLSFTTrainer)
+    loss = trainer.compute_loss(trainer.model, dict(batch)).item()
+    assert projected == [positions, labelled] and labelled < positions
+    assert loss == pytest.approx(plain_loss, rel=1e-6)

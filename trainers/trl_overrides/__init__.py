@@ -30,6 +30,9 @@ functions other modules call).
 reads the per-token log-probabilities of TRL's own forward (a forward hook on the model TRL calls) and
 returns DCO in place of cross-entropy, so TRL's metrics and token counts stay as they are.
 
+Both trainers call :func:`project_labelled_positions_only` (:mod:`.internals`), so TRL's fused LM head
+projects only the labelled positions on CPU too, as it does on CUDA.
+
 The other modules reach TRL trainers' internals only through the functions here: :func:`log_metric` and
 :func:`tokens_seen` (used by :mod:`trainers.throughput`; GRPO and SFT), :func:`render_prompt`,
 :func:`policy_for_generation` and :func:`vllm_sample` (used by :mod:`trainers.policy_sampler`).

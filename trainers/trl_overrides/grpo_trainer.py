@@ -15,7 +15,7 @@ from trl import GRPOTrainer
 from rewards.groups import Generate, reward_scope
 from rewards.listwise import completion_text
 from trainers.advantages import AdvantageFn, ScoredBatch
-from trainers.trl_overrides.internals import log_metric
+from trainers.trl_overrides.internals import log_metric, project_labelled_positions_only
 from trainers.trl_overrides.samplers import EpochSeededRepeatSampler, QueryGroupedRepeatSampler
 
 TRAINER_KWARGS = ("trainer_state", "log_extra", "log_metric", "environments")
@@ -72,6 +72,7 @@ class RankRLGRPOTrainer(GRPOTrainer):
     def __init__(
         self, *args: Any, group_by_query: bool = False, advantage_fn: AdvantageFn | None = None, **kwargs: Any
     ) -> None:
+        project_labelled_positions_only()
         super().__init__(*args, **kwargs)
         self.group_by_query = group_by_query
         self.advantage_fn = advantage_fn

@@ -7,10 +7,31 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
+import trl.trainer.utils as trl_utils
 from trl.data_utils import maybe_apply_chat_template
 from trl.models.utils import unwrap_model_for_generation
 
 VLLM_SETTINGS = {"temperature": "temperature", "top_p": "top_p", "max_new_tokens": "max_completion_length"}
+_TRL_COMPACTS_ON = trl_utils._use_triton
+
+
+def _compacts_on(device: torch.device) -> bool:
+    return device.type == "cpu" or _TRL_COMPACTS_ON(device)
+
+
+def project_labelled_positions_only() -> None:
+    """Make TRL's fused LM head project only the positions that have a label on CPU, as it does on CUDA.
+
+    TRL's SFT and GRPO trainers patch the model's forward with a chunked LM head (``add_fused_lm_head``)
+    that keeps just the positions whose label is not -100 when ``trl.trainer.utils._use_triton(device)``
+    holds (CUDA, XPU). Elsewhere it projects every position, prompt and padding included, because a varying
+    number of rows would recompile an XLA or Neuron graph. Eager CPU compiles nothing, and there the full
+    projection is pure waste: on the demo's SFT batch (32 rows, 290 labelled positions of 2,240) one forward
+    and backward took 164 ms with it and 128 ms without, and the demo's 1,700 SFT steps 266 s against 217 s.
+    This answers True for CPU tensors in that one decision; which kernel computes the tiles
+    (``trl.kernels.chunked_logprob._use_triton``) stays TRL's. Idempotent; applies to the whole process.
+    """
+    trl_utils._use_triton = _compacts_on
 
 
 def log_metric(trainer: Any, mode: str, name: str, value: float) -> None:

@@ -1,5 +1,5 @@
-"""rankrl's ``SFTTrainer``, whose loss can be DCO (see the package docstring for the TRL internals it relies
-on)."""
+"""rankrl's ``SFTTrainer``, whose loss can be DCO and whose LM head projects only labelled positions on CPU
+(see the package docstring for the TRL internals it relies on)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from trl import SFTTrainer
 
 from trainers.dco import dco_completion_loss
-from trainers.trl_overrides.internals import log_metric
+from trainers.trl_overrides.internals import log_metric, project_labelled_positions_only
 
 
 class RankRLSFTTrainer(SFTTrainer):
@@ -29,6 +29,7 @@ class RankRLSFTTrainer(SFTTrainer):
     """
 
     def __init__(self, *args: Any, dco_n: int | None = None, dco_granularity: str = "sequence", **kwargs):
+        project_labelled_positions_only()
         super().__init__(*args, **kwargs)
         self.dco_n, self.dco_granularity = dco_n, dco_granularity
         if dco_n is None:
