@@ -1,12 +1,13 @@
 """A hung collective ends the run with one line naming the rank and the operation (with torch's DETAIL debug
 mode, the collective and the ranks that never arrived): unit tests on the messages gloo really raises, and a
 real 2-process GRPO run in which rank 1 stalls inside a reward until rank 0's
-``ddp_timeout`` (5 s) expires."""
+``ddp_timeout`` (5 s) expires; and the end of a finished run, which waits for every rank."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,41 @@ def test_detail_mode_names_the_collective_and_the_missing_ranks(monkeypatch):
 def test_other_errors_are_not_collective_failures():
     assert describe_collective_failure(RuntimeError("CUDA out of memory")) is None
     assert describe_collective_failure(ValueError("Timed out")) is None
+
+
+END_OF_RUN = textwrap.dedent(
+    """
+    import sys, time
+    import torch.distributed as dist
+    from trainers.collectives import end_process_group
+    rank, store, delay_s = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    time.sleep(delay_s)
+    started = time.monotonic()
+    end_process_group()
+    print(f"{time.monotonic() - started:.3f} {dist.is_initialized()}")
+    """
+)
+
+
+@pytest.mark.multiprocess
+def test_the_end_of_a_run_waits_for_every_rank_then_destroys_the_group(tmp_path):
+    late_rank_delay_s = 2.0
+    ranks = [
+        subprocess.Popen(
+            [sys.executable, "-c", END_OF_RUN, str(rank), str(tmp_path / "store"), str(delay_s)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for rank, delay_s in [(0, 0.0), (1, late_rank_delay_s)]
+    ]
+    outputs = [process.communicate(timeout=120)[0] for process in ranks]
+    assert [process.returncode for process in ranks] == [0, 0], outputs
+    (early_wait_s, early_initialized), (_, late_initialized) = [output.split()[-2:] for output in outputs]
+    assert float(early_wait_s) >= late_rank_delay_s - 0.5, "rank 0 destroyed the group without waiting"
+    assert early_initialized == late_initialized == "False"
 
 
 @pytest.mark.slow

@@ -9,12 +9,16 @@ operation. :func:`describe_collective_failure` turns them into one line naming t
 of the operation; with ``TORCH_DISTRIBUTED_DEBUG=DETAIL`` in the environment torch checks every collective
 with a monitored barrier first, and the line then names the collective (e.g. ``ALLREDUCE``) and the ranks
 that never arrived.
+
+:func:`end_process_group` closes a finished run's group while the interpreter is still whole.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import re
+import sys
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
@@ -30,6 +34,7 @@ _FAILURE_MARKS = (
     "Connection closed by peer",
     "Watchdog caught",
 )
+_ARRIVED, _ALL_ARRIVED = "rankrl/end_of_run/arrived", "rankrl/end_of_run/all_arrived"
 _OPERATION = re.compile(r"OpType=(\w+)|waiting \d+ms for (\w+) operation")
 _STUCK = re.compile(r"Ranks? ([\d, ]+) failed to pass monitoredBarrier")
 
@@ -69,3 +74,39 @@ def start_cpu_process_group(config: Mapping[str, Any]) -> None:
     if config.get("use_cpu") is True and distributed and not dist.is_initialized():
         timeout = timedelta(seconds=int(config.get("ddp_timeout") or DEFAULT_TIMEOUT_S))
         dist.init_process_group("gloo", timeout=timeout)
+
+
+def end_process_group() -> None:
+    """Close a finished run's process groups on every rank while the interpreter is still whole.
+
+    Two ways a launched run failed after its work was saved, both fixed here:
+
+    - DeepSpeed keeps process groups of its own (a clone of the world group), which torch's
+      ``destroy_process_group`` does not free. They lived on into interpreter teardown, and when a peer
+      exited then, gloo aborted the rank ("terminate called without an active exception").
+      ``deepspeed.comm.destroy_process_group`` also releases DeepSpeed's references, and a garbage
+      collection frees the groups now.
+    - A rank that closes its groups right after a gloo barrier can close them while a slower rank is still
+      completing that barrier, which then fails ("Connection closed by peer"). So the ranks meet on the
+      group's key-value store instead (under ``accelerate launch`` and ``torchrun`` its server lives in
+      the launcher, not in a rank): once every rank has arrived, no gloo work is in flight anywhere, and
+      closing the groups cannot cut one short.
+
+    Uses torch's ``_get_default_store`` (there is no public accessor); no-op in a single-process run.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    _wait_for_every_rank(dist.distributed_c10d._get_default_store(), dist.get_world_size())
+    deepspeed_comm = sys.modules.get("deepspeed.comm")
+    if deepspeed_comm is not None and deepspeed_comm.is_initialized():
+        deepspeed_comm.destroy_process_group()
+    else:
+        dist.destroy_process_group()
+    gc.collect()
+
+
+def _wait_for_every_rank(store: dist.Store, world_size: int) -> None:
+    """Return once all ``world_size`` ranks have called this with the same ``store``."""
+    if store.add(_ARRIVED, 1) == world_size:
+        store.set(_ALL_ARRIVED, "1")
+    store.wait([_ALL_ARRIVED])

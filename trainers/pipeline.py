@@ -18,7 +18,7 @@ from core.models import load_model, load_tokenizer
 from core.recipe import RecipeError, apply_overrides, build_configs, read_yaml, recipe_help
 from tasks import Task, expand_rows, get_task
 from tasks.strategy import Strategy, StrategyOptions, strategy_options
-from trainers.collectives import describe_collective_failure, start_cpu_process_group
+from trainers.collectives import describe_collective_failure, end_process_group, start_cpu_process_group
 from trainers.configs import REFUSED_KEYS, ScriptArguments
 from trainers.evaluate import RankingEvalCallback, evaluate_with_strategy
 from trainers.modeling import save_merged_base
@@ -165,14 +165,4 @@ def run_cli(main: Any, training_config_class: type) -> None:
         if message is None:
             raise
         raise SystemExit(message) from error
-    _end_process_group()
-
-
-def _end_process_group() -> None:
-    """Destroy the process group of a finished launched run before the interpreter exits: a gloo group left to
-    interpreter teardown can abort a rank ("terminate called without an active exception") after its work is
-    saved, failing the launch."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    end_process_group()
