@@ -27,11 +27,6 @@ def _check_stage(stage: str, source: str) -> None:
         raise RecipeError(f"{source}: key 'stage' is {stage!r}; expected one of {', '.join(STAGES)}")
 
 
-def _stage_module(stage: str, source: str) -> Any:
-    _check_stage(stage, source)
-    return importlib.import_module(STAGES[stage])
-
-
 class _TrainHelp(argparse.Action):
     """``rankrl train [RECIPE] --help``: the train options, then every key of RECIPE's stage with its help."""
 
@@ -109,7 +104,7 @@ def train(args: argparse.Namespace) -> None:
     overrides = list(args.overrides) + (["resume=false"] if args.no_resume else [])
     config = apply_overrides(read_yaml(args.recipe), overrides)
     stage = str(config.get("stage", "sft"))
-    module = _stage_module(stage, args.recipe)
+    _check_stage(stage, args.recipe)
     _check_rewards(config, stage, args.recipe)
     if args.smoke:
         config = apply_overrides({**config, **_smoke_overrides(args.recipe, config, "train")}, overrides)
@@ -124,7 +119,8 @@ def train(args: argparse.Namespace) -> None:
 
         validate_launch(launch, config)  # one-line RecipeError before any model or data is loaded
         raise SystemExit(subprocess.call(_launch_command(launch, STAGES[stage], args.recipe, overrides)))
-    module.main(*build_stage_configs(config, args.recipe))
+    # Imported only here: the trainer's imports (TRL, transformers) would delay a launch by seconds.
+    importlib.import_module(STAGES[stage]).main(*build_stage_configs(config, args.recipe))
 
 
 def demo(args: argparse.Namespace) -> None:

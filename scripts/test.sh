@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev
-# RANKRL_WITH_VLLM=1 (set by .ci/run) also builds .venv-vllm, so the tests against a real vLLM engine run.
+# RANKRL_WITH_VLLM=1 also builds .venv-vllm, so the tests against a real vLLM engine run.
 if [ "${RANKRL_WITH_VLLM:-0}" = 1 ]; then
   RANKRL_VLLM_PYTHON="$(bash scripts/setup_vllm.sh | tail -1)"
   export RANKRL_VLLM_PYTHON
