@@ -27,6 +27,12 @@ def _check_stage(stage: str, source: str) -> None:
         raise RecipeError(f"{source}: key 'stage' is {stage!r}; expected one of {', '.join(STAGES)}")
 
 
+def _stage_module(stage: str) -> Any:
+    """The entry script of ``stage``, imported only to run it in this process: its imports (TRL,
+    transformers) would delay a launch by seconds."""
+    return importlib.import_module(STAGES[stage])
+
+
 class _TrainHelp(argparse.Action):
     """``rankrl train [RECIPE] --help``: the train options, then every key of RECIPE's stage with its help."""
 
@@ -119,8 +125,7 @@ def train(args: argparse.Namespace) -> None:
 
         validate_launch(launch, config)  # one-line RecipeError before any model or data is loaded
         raise SystemExit(subprocess.call(_launch_command(launch, STAGES[stage], args.recipe, overrides)))
-    # Imported only here: the trainer's imports (TRL, transformers) would delay a launch by seconds.
-    importlib.import_module(STAGES[stage]).main(*build_stage_configs(config, args.recipe))
+    _stage_module(stage).main(*build_stage_configs(config, args.recipe))
 
 
 def demo(args: argparse.Namespace) -> None:

@@ -230,9 +230,9 @@ def test_module_entry_point(capsys):
 @pytest.fixture
 def stub_train(monkeypatch):
     """``rankrl train`` with the trainer, config building, smoke setup and launcher replaced by recorders."""
-    calls: dict[str, list] = {"main": [], "launch": []}
+    calls: dict[str, list] = {"main": [], "launch": [], "imported": []}
     stage = type("Stage", (), {"main": staticmethod(lambda *configs: calls["main"].append(configs))})
-    monkeypatch.setattr(cli, "_stage_module", lambda name, source: stage)
+    monkeypatch.setattr(cli, "_stage_module", lambda name: calls["imported"].append(name) or stage)
     monkeypatch.setattr("trainers.configs.build_stage_configs", lambda config, source: (config,))
     monkeypatch.setattr(cli, "_smoke_overrides", lambda recipe, config, command: {})
     monkeypatch.setattr(cli.subprocess, "call", lambda command: calls["launch"].append(command) or 0)
@@ -255,6 +255,7 @@ def test_train_on_cpu_ignores_the_recipes_gpu_config(tmp_path, monkeypatch, stub
     _gpus(monkeypatch, 0)
     cli.main(["train", _recipe(tmp_path)])
     assert len(stub_train["main"]) == 1 and not stub_train["launch"]
+    assert stub_train["imported"] == ["sft"]
 
 
 def test_train_with_launch_validates_first(tmp_path, monkeypatch, capsys, stub_train):
@@ -285,6 +286,7 @@ def test_train_on_gpus_validates_then_launches(tmp_path, monkeypatch, capsys, st
     with pytest.raises(SystemExit) as caught:
         cli.main(["train", _recipe(tmp_path)])
     assert caught.value.code == 0 and not stub_train["main"]
+    assert not stub_train["imported"], "the launching process imported the trainer it does not run"
     assert stub_train["launch"][0][:5] == [
         sys.executable,
         "-m",
