@@ -7,11 +7,14 @@ complete; the checkpoints after the one under test are removed, and the same com
 resumes automatically and must end with weights equal to the reference (max |diff| <= 1e-6) after exactly
 ``STEPS`` steps. Resuming from step 6 starts an epoch (verl#7401 skipped the remaining steps there); from
 step 4 it resumes mid-epoch, so the data position must be restored (2-process runs: step 4 only).
+One-process runs that are not killed run in this process (no interpreter start-up, one thread like the
+killed run's subprocess), the same command line through ``rankrl.cli.main``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -24,6 +27,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from rankrl import cli
 from rankrl.smoke import prepare_toy_workspace, smoke_overrides
 from tasks import get_task
 from tests.test_multiprocess import EXTENSIONS_DIR, _env, _yaml
@@ -88,6 +92,19 @@ def _run(command: list[str], kill_after: int | None = None) -> str:
     return output
 
 
+def _run_here(command: list[str], caplog: pytest.LogCaptureFixture) -> str:
+    """Run a 1-process ``command`` to completion in this process with one thread; return its log."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    caplog.clear()
+    try:
+        with caplog.at_level(logging.INFO, logger="rankrl"):
+            cli.main(command[3:])  # after `python -m rankrl.cli`
+    finally:
+        torch.set_num_threads(threads)
+    return caplog.text
+
+
 def _weights(output_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(output_dir / "model.safetensors")
 
@@ -107,9 +124,13 @@ CASES = [
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("stage", "processes"), CASES)
-def test_resume_after_kill_equals_an_uninterrupted_run(stage, processes, workspace, tmp_path):
+def test_resume_after_kill_equals_an_uninterrupted_run(stage, processes, workspace, tmp_path, caplog):
     reference_dir, killed_dir = tmp_path / "reference", tmp_path / "killed"
-    _run(_command(stage, workspace, reference_dir, processes))
+
+    def run(command: list[str]) -> str:
+        return _run(command) if processes == 2 else _run_here(command, caplog)
+
+    run(_command(stage, workspace, reference_dir, processes))
     reference = _weights(reference_dir)
     _run(_command(stage, workspace, killed_dir, processes), kill_after=KILL_AFTER)
     # An epoch boundary (3 steps per epoch), then mid-epoch; with 2 processes mid-epoch only (CI time).
@@ -119,7 +140,7 @@ def test_resume_after_kill_equals_an_uninterrupted_run(stage, processes, workspa
         for checkpoint in resumed_dir.glob("checkpoint-*"):
             if int(checkpoint.name.split("-")[1]) > resume_from:
                 shutil.rmtree(checkpoint)
-        output = _run(_command(stage, workspace, resumed_dir, processes))
+        output = run(_command(stage, workspace, resumed_dir, processes))
         assert f"resuming from {resumed_dir / f'checkpoint-{resume_from}'}" in output
         assert _final_step(resumed_dir) == STEPS
         resumed = _weights(resumed_dir)
