@@ -7,6 +7,7 @@ import math
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.stats import spearmanr
 
 from rewards import get_reward
 from rewards.monitors import (
@@ -82,6 +83,13 @@ def test_correlations_of_identity_and_reversed_orders():
     _, logged = _run([_answer("[4] > [3] > [2] > [1]")] * 2, n=4)
     assert logged["monitor/spearman_initial"] == pytest.approx(-1.0)
     assert logged["monitor/identity_rate"] == 0.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.permutations(range(9)), st.integers(min_value=2, max_value=9))
+def test_spearman_initial_matches_scipy_on_permutations(permutation, n):
+    order = tuple(i for i in permutation if i < n)
+    assert spearman_initial(order) == pytest.approx(spearmanr(range(n), order).statistic, abs=1e-12)
 
 
 def test_no_correlation_without_valid_answers_and_no_logger_is_fine():
