@@ -2,8 +2,11 @@
 
 The toy task (``tasks.toy``): a query of one or two made-up words and 5–8 passages of one or two
 words; a passage's relevance is the number of query words it contains. Held-out queries are word sets never
-seen in training. The demo evaluates held-out nDCG@10 before training, after SFT and after GRPO, next to
-a random ordering, through the same recipes, entry scripts and evaluation a 7B run uses.
+seen in training. As in ReasonRank's pipeline, SFT imitates a teacher and GRPO optimises the metric on the
+labels: the toy teacher overlooks half of the passages that match only part of the query
+(:func:`tasks.toy.overlooking_teacher`), and the GRPO reward credits them. The demo evaluates held-out
+nDCG@10 before training, after SFT and after GRPO, next to a random ordering, through the same recipes,
+entry scripts and evaluation a 7B run uses.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ RECIPES = Path(__file__).resolve().parent.parent / "recipes" / "demo"
 NUM_TRAIN = 25_600
 NUM_HELDOUT = 1000
 SMOKE_TRAIN, SMOKE_HELDOUT = 256, 32
+TEACHER_MISS_RATE = 0.5  # the share of partial matches the SFT teacher leaves out (README, "The demo")
 EVAL_BATCH = 250  # prompts a generate call: the tiny model's decoding is per-call overhead, not FLOPs
 SMOKE_OVERRIDES = {
     "max_steps": 4,
@@ -70,7 +74,9 @@ def run_demo(output_dir: Path, seed: int = 0, smoke: bool = False) -> dict[str, 
     task = get_task(recipe["task"], **recipe.get("task_args", {}))
     console.rule("[bold]rankrl demo[/]: a tiny listwise reranker trained from scratch")
     num_train, num_heldout = (SMOKE_TRAIN, SMOKE_HELDOUT) if smoke else (NUM_TRAIN, NUM_HELDOUT)
-    workspace = prepare_toy_workspace(output_dir, task, num_train, num_heldout, seed)
+    workspace = prepare_toy_workspace(
+        output_dir, task, num_train, num_heldout, seed, teacher_miss_rate=TEACHER_MISS_RATE
+    )
     heldout = load_dataset_file(workspace.heldout_path).to_list()
     console.print(f"toy data and a {num_train}-example training set in {output_dir}")
     scores = {"random order": random_order_ndcg(heldout, seed=seed)}

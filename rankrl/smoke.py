@@ -24,6 +24,7 @@ from core.benchmark_files import BenchmarkFiles, write_benchmark
 from core.data import load_dataset_file, write_dataset
 from core.tiny import TinyModelSpec, build_tiny_model
 from tasks import Task, expand_rows, get_task
+from tasks.toy import overlooking_teacher
 
 TOKENIZER_SAMPLE_ROWS = 2000
 SMOKE_TRAIN_ROWS, SMOKE_HELDOUT_ROWS = 64, 8
@@ -59,15 +60,23 @@ def prepare_toy_workspace(
     num_heldout: int,
     seed: int = 0,
     spec: TinyModelSpec | None = None,
+    teacher_miss_rate: float | None = None,
 ) -> ToyWorkspace:
     """Write the task's toy train / held-out rows and build a tiny model whose tokenizer was trained on the
-    task's prompts and targets, under ``workdir``."""
+    task's prompts and targets, under ``workdir``.
+
+    With ``teacher_miss_rate`` (ranking tasks) the training rows carry the order of a teacher that overlooks
+    that share of partial matches (:func:`tasks.toy.overlooking_teacher`) as their SFT target; the tokenizer
+    is still trained on the labels' targets, so the vocabulary does not depend on the teacher.
+    """
     train_rows, heldout_rows = task.toy_splits(num_train, num_heldout, seed=seed)
     workspace = ToyWorkspace.under(workdir)
     workspace.train_path.parent.mkdir(parents=True, exist_ok=True)
+    texts = tokenizer_texts(task, train_rows)
+    if teacher_miss_rate is not None:
+        train_rows = overlooking_teacher(train_rows, teacher_miss_rate, seed)
     write_dataset(train_rows, workspace.train_path, kind=task.row_kind)
     write_dataset(heldout_rows, workspace.heldout_path, kind=task.row_kind)
-    texts = tokenizer_texts(task, train_rows)
     build_tiny_model(workspace.model_dir, texts, spec, phrases=task.template_phrases(), seed=seed)
     return workspace
 

@@ -4,6 +4,10 @@ Queries are 1–2 made-up words; each candidate passage is 1–2 words; a passag
 query words it contains (0, 1 or 2). The words are pseudo-words built from syllables so a tokenizer trained
 on them gives each its own token. Held-out queries are word sets never used for training, so evaluation
 measures whether the model learnt to match query words to passage words rather than memorising queries.
+
+:func:`overlooking_teacher` gives rows the answer of an imperfect teacher (``teacher_order``, the SFT
+target) that leaves out partial matches, while the graded labels stay exact: SFT then learns the teacher's
+gaps, and RL on a reward computed from the labels has something to learn beyond it.
 """
 
 from __future__ import annotations
@@ -72,6 +76,28 @@ def toy_example(
         if grade:
             labels.append({"doc_id": doc_id, "relevance": grade})
     return {"query_id": qid, "query": " ".join(query), "candidates": candidates, "labels": labels}
+
+
+def overlooking_teacher(rows: list[dict], miss_rate: float, seed: int = 0) -> list[dict]:
+    """``rows`` with the ``teacher_order`` of a teacher that overlooks partial matches.
+
+    The teacher ranks the relevant passages by grade (prompt order within a grade) and leaves out each
+    grade-1 passage with probability ``miss_rate``, never its top pick, the way an LLM teacher misses passages
+    that match only part of the query. Labels are unchanged, so a reward computed from them still credits
+    every relevant passage.
+    """
+    if not 0.0 <= miss_rate <= 1.0:
+        raise ValueError(f"teacher miss rate is {miss_rate}; expected a probability in [0, 1]")
+    rng = random.Random(seed + 100)
+    taught = []
+    for row in rows:
+        position = {candidate["doc_id"]: i for i, candidate in enumerate(row["candidates"])}
+        ranked = sorted(row["labels"], key=lambda label: (-label["relevance"], position[label["doc_id"]]))
+        kept = ranked[:1] + [
+            label for label in ranked[1:] if label["relevance"] > 1 or rng.random() >= miss_rate
+        ]
+        taught.append({**row, "teacher_order": [label["doc_id"] for label in kept]})
+    return taught
 
 
 def make_toy_splits(

@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM
 
 from rankrl.demo import run_demo
 
-GRPO_MARGIN = 0.005  # GRPO's held-out gain over its SFT checkpoint; measured +0.010 (seed 0), +0.019 (seed 1)
+GRPO_MARGIN = 0.02  # the bar for GRPO's held-out gain over SFT; measured +0.028 (seed 0)
 
 
 def required_ndcg(random_order: float) -> float:
@@ -28,6 +28,9 @@ def test_demo_smoke_runs_every_stage_and_writes_its_outputs(tmp_path):
     assert list(scores) == ["random order", "before training", "after SFT", "after GRPO"]
     assert (tmp_path / "demo.png").stat().st_size > 10_000
     AutoModelForCausalLM.from_pretrained(tmp_path / "grpo")
+    rows = [json.loads(line) for line in (tmp_path / "data" / "train.jsonl").read_text().splitlines()]
+    overlooked = [row for row in rows if len(row["teacher_order"]) < len(row["labels"])]
+    assert overlooked, "the SFT teacher should leave out some partial matches that the labels keep"
 
 
 @pytest.mark.slow
